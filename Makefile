@@ -1,0 +1,54 @@
+# replicar build and test entry points. `make test` is the README's test
+# command and what .ci/run calls.
+
+GO        ?= go
+PKGS      := ./...
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+GOBIN     := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):/usr/sbin:$(PATH)
+
+# Short fuzz runs inside `make test`; `make fuzz` runs longer ones.
+TEST_FUZZTIME ?= 10s
+FUZZTIME      ?= 2m
+TEST_TIMEOUT  ?= 12m
+
+.PHONY: all build test unit lint fuzz bench deps run clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/replicar ./cmd/replicar
+
+deps:
+	bash scripts/install-deps.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Everything CI runs: lint, the whole suite with the race detector (real
+# redis-server, mariadbd and nats-server included), and brief fuzzing.
+test: lint build
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	FUZZTIME=$(TEST_FUZZTIME) bash scripts/fuzz.sh
+
+# The pure cores alone: seconds, no servers.
+unit:
+	$(GO) test -count=1 ./backlog/... ./ackpolicy/... ./internal/...
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./backlog/... ./ackpolicy/...
+
+# The main job on this machine: install what is missing, build, and start a
+# local node (see README).
+run: deps build
+	bash scripts/run-local.sh
+
+clean:
+	rm -rf bin .run

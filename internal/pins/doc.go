@@ -1,0 +1,2 @@
+// Package pins holds no code; see pins.go (build tag tools) for why it exists.
+package pins

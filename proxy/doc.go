@@ -1,0 +1,33 @@
+// Package proxy is a replicar node: it wires a protocol (protocols/resp or
+// protocols/mysql) to the backlog, fanout, ackpolicy and election packages,
+// drives the role changes between leader, follower, candidate and router, and
+// owns the node's lifecycle from start to a controlled handover on shutdown.
+//
+// For now the package holds the node configuration only; the runtime will
+// be added here and started by cmd/replicar.
+//
+// # Configuration
+//
+// Config is the whole user-facing contract in one struct: one field per
+// REPLICAR_* environment variable, each carrying its name (env tag, without
+// the REPLICAR_ prefix), its default (default tag) and a one-line
+// description (desc tag) from which the configuration reference is
+// generated. Secrets are marked with secret:"true".
+//
+// The package never reads the environment itself; cmd/replicar does, and
+// feeds each variable to Config.Set. The usual sequence is
+//
+//	cfg := proxy.Default()                 // every default from the tags
+//	err := cfg.Set("ACK_POLICY", "all")    // one call per REPLICAR_* variable
+//	cfg.ApplyDefaults()                    // protocol-dependent and derived defaults
+//	err = cfg.Validate()                   // one *VarError per bad variable
+//
+// Every error names the variable with its prefix, the value it was given and
+// what is allowed, on one line, for example
+//
+//	REPLICAR_ACK_POLICY="quorom": want one of none, leader, one, quorum, all
+//
+// Vars lists the variables in a stable order for help output and generated
+// docs; Config.Value formats a field back into the text a variable accepts,
+// and Config.Masked hides secrets before a config is printed or logged.
+package proxy
