@@ -158,3 +158,8 @@ func (h *waiterHeap) Pop() any {
 	*h = old[:n-1]
 	return w
 }
+
+// ErrNotLeader means this node cannot commit writes: it is not the leader,
+// or it is a leader whose lease may have expired (fenced). A write refused
+// with it was not executed (the TRYAGAIN error of the protocols).
+var ErrNotLeader = errors.New("ackpolicy: not the leader or fenced")

@@ -61,6 +61,11 @@ func DecodeRecord(b []byte) (Entry, int, error) {
 			return Entry{}, 0, ErrShortRecord
 		case n < 0:
 			return Entry{}, 0, fmt.Errorf("%w: varint overflow", ErrCorruptRecord)
+		case n != uvarintLen(v):
+			// A padded varint decodes, but then the bytes are not the one
+			// encoding of the entry, and a checksum or comparison over
+			// them would disagree with AppendRecord's.
+			return Entry{}, 0, fmt.Errorf("%w: non-minimal varint", ErrCorruptRecord)
 		}
 		fields[i] = v
 		pos += n

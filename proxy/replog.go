@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/replicar/replicar/ackpolicy"
+	"github.com/replicar/replicar/backlog"
+	"github.com/replicar/replicar/backlog/wal"
+)
+
+// ReplLog is a node's replication log and ack state: the backlog in memory,
+// its WAL on disk when a data dir is set, the ack policy and the committed
+// offset. The protocols append to it in execution order and park replies on
+// it until they commit. It is safe for concurrent use.
+type ReplLog struct {
+	mu      sync.Mutex
+	log     *backlog.Log
+	wal     *wal.WAL
+	epoch   uint64
+	dropped uint64 // WAL segments before this offset have been dropped
+
+	policy     ackpolicy.Policy
+	groupSize  int
+	commits    *ackpolicy.Commits
+	ackTimeout time.Duration
+}
+
+// ReplLogOptions configures OpenReplLog.
+type ReplLogOptions struct {
+	Policy       ackpolicy.Policy
+	GroupSize    int
+	AckTimeout   time.Duration
+	BacklogBytes int64
+	// DataDir holds the WAL; empty keeps the backlog in memory only.
+	DataDir string
+	Fsync   wal.SyncPolicy
+	// Epoch is the epoch new entries are written under when the WAL holds
+	// none newer (a static leader; the election supplies it later).
+	Epoch uint64
+}
+
+// OpenReplLog opens the WAL, if any, and rebuilds the backlog from it.
+func OpenReplLog(ctx context.Context, opts ReplLogOptions) (*ReplLog, wal.Recovery, error) {
+	r := &ReplLog{
+		log:        backlog.NewLog(backlog.Options{MaxBytes: opts.BacklogBytes}),
+		epoch:      max(opts.Epoch, 1),
+		policy:     opts.Policy,
+		groupSize:  max(opts.GroupSize, 1),
+		ackTimeout: opts.AckTimeout,
+	}
+	var rec wal.Recovery
+	if opts.DataDir != "" {
+		w, recovery, err := wal.Open(ctx, wal.Options{Dir: opts.DataDir, Sync: opts.Fsync})
+		if err != nil {
+			return nil, rec, fmt.Errorf("open wal: %w", err)
+		}
+		rec = recovery
+		r.wal = w
+		if base := w.Base(); base.Offset > 0 {
+			// The WAL starts after a snapshot or after retention dropped
+			// its head: the backlog starts there too.
+			r.log.Reset(base)
+		}
+		err = w.Replay(ctx, w.FirstOffset(), func(e backlog.Entry) error { return r.log.AppendEntry(e) })
+		if err != nil {
+			w.Close()
+			return nil, rec, fmt.Errorf("replay wal: %w", err)
+		}
+		r.epoch = max(r.epoch, r.log.LastEpoch())
+	}
+	r.commits = ackpolicy.NewCommits(r.log.Last())
+	return r, rec, nil
+}
+
+// Close syncs and closes the WAL.
+func (r *ReplLog) Close() error {
+	r.commits.Abort(ackpolicy.ErrNotLeader)
+	if r.wal != nil {
+		return r.wal.Close()
+	}
+	return nil
+}
+
+func (r *ReplLog) stateLocked() ackpolicy.State {
+	return ackpolicy.State{GroupSize: r.groupSize, Leader: r.log.Last()}
+}
+
+// Admit says whether a write may execute under the ack policy now.
+func (r *ReplLog) Admit() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return ackpolicy.Accept(r.policy, r.stateLocked())
+}
+
+// walDropEvery is how far the backlog's head must move before the WAL is
+// asked to drop whole segments behind it.
+const walDropEvery = 1024
+
+// Append writes one entry under the current epoch and returns its offset.
+func (r *ReplLog) Append(payload []byte) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	off, err := r.log.Append(r.epoch, payload)
+	if err != nil {
+		return 0, fmt.Errorf("append to backlog: %w", err)
+	}
+	if r.wal != nil {
+		if err := r.wal.Append(backlog.Entry{Epoch: r.epoch, Offset: off, Payload: payload}); err != nil {
+			// Keep memory and disk the same log. After a failed fsync the
+			// WAL refuses every append (wal.ErrFailed) until the node
+			// restarts and recovers from what is on disk: writes fail
+			// loudly rather than go unlogged.
+			_ = r.log.TruncateAfter(off - 1)
+			return 0, fmt.Errorf("append to wal: %w", err)
+		}
+		if first := r.log.First(); first > r.dropped+walDropEvery {
+			if err := r.wal.DropBefore(first); err == nil {
+				r.dropped = first
+			}
+		}
+	}
+	r.commits.Advance(ackpolicy.Commit(r.policy, r.stateLocked()))
+	return off, nil
+}
+
+// WaitCommitted blocks until offset commits, for at most the ack timeout.
+func (r *ReplLog) WaitCommitted(ctx context.Context, offset uint64) error {
+	return r.commits.WaitFor(ctx, offset, r.ackTimeout)
+}
+
+// WaitReplicas implements WAIT. A group without followers has no replica
+// to wait for: it answers 0 once ctx ends, or at once when n is 0.
+func (r *ReplLog) WaitReplicas(ctx context.Context, offset uint64, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	<-ctx.Done()
+	return 0
+}
+
+// Committed is the highest committed offset.
+func (r *ReplLog) Committed() uint64 { return r.commits.Committed() }
+
+// Snapshot describes the log for status reports.
+type Snapshot struct {
+	Epoch, First, Last, Committed uint64
+	Bytes, MaxBytes               int64
+	Policy                        string
+}
+
+// Snapshot returns the log's positions.
+func (r *ReplLog) Snapshot() Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Snapshot{
+		Epoch: r.epoch, First: r.log.First(), Last: r.log.Last(), Committed: r.commits.Committed(),
+		Bytes: r.log.Bytes(), MaxBytes: r.log.MaxBytes(), Policy: r.policy.String(),
+	}
+}
+
+// Entries copies up to maxBytes of entries from offset from on.
+func (r *ReplLog) Entries(from uint64, maxBytes int) ([]backlog.Entry, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got, err := r.log.Read(from, maxBytes, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i := range got {
+		got[i].Payload = append([]byte(nil), got[i].Payload...)
+	}
+	return got, nil
+}
+
+// ErrNotImplemented marks a configuration the node cannot run yet.
+var ErrNotImplemented = errors.New("not implemented yet")
