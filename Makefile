@@ -14,7 +14,7 @@ TEST_FUZZTIME ?= 10s
 FUZZTIME      ?= 2m
 TEST_TIMEOUT  ?= 12m
 
-.PHONY: all build test unit lint fuzz bench deps run clean
+.PHONY: all build test unit lint fuzz bench bench-resp deps run stop clean
 
 all: build
 
@@ -49,6 +49,14 @@ bench:
 # local node (see README).
 run: deps build
 	bash scripts/run-local.sh
+
+stop:
+	bash scripts/run-local.sh stop
+
+# redis-benchmark directly against redis-server and through replicar, in one
+# run, with the ratios.
+bench-resp: build
+	bash bench/resp.sh
 
 clean:
 	rm -rf bin .run

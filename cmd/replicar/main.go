@@ -157,12 +157,11 @@ func cmdRun(ctx context.Context, environ []string, stderr io.Writer) int {
 // run is where the node runs: it returns nil after a clean shutdown once ctx
 // is done, or the error that stopped the node.
 func run(ctx context.Context, cfg proxy.Config, logger zerolog.Logger) error {
-	// The proxy runtime (backlog, fanout, election, protocol) plugs in here.
-	_ = cfg
-	logger.Warn().Msg("node runtime is not wired yet: the configuration is valid but nothing is served; waiting for SIGINT or SIGTERM")
-	<-ctx.Done()
-	logger.Info().Str("reason", context.Cause(ctx).Error()).Msg("shutting down; a second signal exits at once")
-	return nil
+	err := proxy.Run(ctx, cfg, logger)
+	if ctx.Err() != nil {
+		logger.Info().Str("reason", context.Cause(ctx).Error()).Msg("shut down")
+	}
+	return err
 }
 
 // newLogger builds the process logger from LOG_LEVEL and LOG_FORMAT. It is

@@ -202,7 +202,8 @@ func logLines(t *testing.T, s string) []map[string]any {
 func TestRunLogsMaskedConfigAndStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // as if the signal came at once
-	code, out, errOut := runCmd(t, ctx, env("REPLICAR_PASSWORD=hunter2", "REPLICAR_GROUP=g1", "REPLICAR_ACKS=3"))
+	code, out, errOut := runCmd(t, ctx, env("REPLICAR_PASSWORD=hunter2", "REPLICAR_GROUP=g1", "REPLICAR_ACKS=3",
+		"REPLICAR_BACKEND=127.0.0.1:1", "REPLICAR_LISTEN=127.0.0.1:0"))
 	if code != exitOK || out != "" {
 		t.Fatalf("run: code %d, stdout %q", code, out)
 	}
@@ -218,7 +219,7 @@ func TestRunLogsMaskedConfigAndStopsOnCancel(t *testing.T) {
 		}
 	}
 	joined := strings.Join(msgs, "\n")
-	for _, want := range []string{"REPLICAR_ACKS=3 has no effect", "starting replicar", "node runtime is not wired yet", "shutting down", "stopped"} {
+	for _, want := range []string{"REPLICAR_ACKS=3 has no effect", "starting replicar", "shut down", "stopped"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("no log message with %q in\n%s", want, joined)
 		}
@@ -226,7 +227,7 @@ func TestRunLogsMaskedConfigAndStopsOnCancel(t *testing.T) {
 	for _, l := range logs {
 		if l["message"] == "starting replicar" {
 			cfg, _ := l["config"].(map[string]any)
-			if cfg["password"] != "****" || cfg["ack_policy"] != "quorum" || cfg["listen"] != "127.0.0.1:6380" {
+			if cfg["password"] != "****" || cfg["ack_policy"] != "quorum" || cfg["listen"] != "127.0.0.1:0" {
 				t.Errorf("logged config = %v", cfg)
 			}
 		}
@@ -236,14 +237,15 @@ func TestRunLogsMaskedConfigAndStopsOnCancel(t *testing.T) {
 func TestRunLogFormatAndLevel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, _, errOut := runCmd(t, ctx, env("REPLICAR_LOG_FORMAT=console"))
-	if strings.HasPrefix(errOut, "{") || !strings.Contains(errOut, "not wired yet") || !strings.Contains(errOut, "node=n1") {
+	node := []string{"REPLICAR_BACKEND=127.0.0.1:1", "REPLICAR_LISTEN=127.0.0.1:0"}
+	_, _, errOut := runCmd(t, ctx, env(append(node, "REPLICAR_LOG_FORMAT=console")...))
+	if strings.HasPrefix(errOut, "{") || !strings.Contains(errOut, "starting replicar") || !strings.Contains(errOut, "node=n1") {
 		t.Errorf("console log:\n%s", errOut)
 	}
 	if strings.Contains(errOut, "\x1b[") {
 		t.Errorf("console log to a buffer is colored:\n%q", errOut)
 	}
-	_, _, errOut = runCmd(t, ctx, env("REPLICAR_LOG_LEVEL=error"))
+	_, _, errOut = runCmd(t, ctx, env(append(node, "REPLICAR_LOG_LEVEL=error")...))
 	if errOut != "" {
 		t.Errorf("LOG_LEVEL=error still logs:\n%s", errOut)
 	}

@@ -1,0 +1,100 @@
+package resp
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Log is what the front end needs from the node core: admission of writes,
+// the backlog, and the ack policy. The proxy package implements it.
+//
+// Errors are the core's sentinels (ackpolicy.ErrNoReplicas,
+// ackpolicy.ErrNotLeader, ackpolicy.ErrAckTimeout …); this package turns them
+// into NOREPLICAS, TRYAGAIN and UNCOMMITTED replies.
+type Log interface {
+	// Admit says whether a write may be executed now. It is called before
+	// execution, so a refusal means the write was not executed.
+	Admit() error
+	// Append records one entry and returns its offset. The front end calls
+	// it from a single goroutine, in the order the primary executed the
+	// writes.
+	Append(payload []byte) (uint64, error)
+	// WaitCommitted blocks until offset is committed under the ack policy,
+	// ctx ends, or the policy gives up (ackpolicy.ErrAckTimeout after the
+	// node's ack timeout).
+	WaitCommitted(ctx context.Context, offset uint64) error
+	// WaitReplicas implements WAIT: it blocks until n replicas have
+	// acknowledged offset or ctx ends, and returns how many have.
+	WaitReplicas(ctx context.Context, offset uint64, n int) int
+	// Status reports the node's replication state for REPLICAR INFO.
+	Status() Status
+}
+
+// Status is the part of a node's state REPLICAR INFO shows. Field names
+// follow the /status contract.
+type Status struct {
+	Node         string
+	Group        string
+	Role         string
+	State        string
+	Epoch        uint64
+	Leader       string
+	Offset       uint64
+	Committed    uint64
+	Applied      uint64
+	BacklogFirst uint64
+	BacklogBytes int64
+	BacklogLimit int64
+	ISR          []string
+	AckPolicy    string
+}
+
+// Config configures a Server.
+type Config struct {
+	// Listen is the client address (REPLICAR_LISTEN).
+	Listen string
+	// Backend is the Redis primary, host:port (REPLICAR_BACKEND).
+	Backend string
+	// BackendUser and BackendPassword authenticate to the backend.
+	BackendUser, BackendPassword string
+	// User and Password are the proxy's own credentials that clients AUTH
+	// with. An empty Password means no AUTH is required.
+	User, Password string
+	// MaxClients caps client connections; 0 means no cap.
+	MaxClients int
+	// ReadConns is the size of the read connection pool (default 4).
+	ReadConns int
+	// Limits bound client requests (default DefaultLimits).
+	Limits Limits
+	// AckTimeoutDegrade, when set, answers a write that missed the ack
+	// timeout with its primary's reply and a warning in the log, instead of
+	// UNCOMMITTED (REPLICAR_ACK_TIMEOUT_MODE=degrade).
+	AckTimeoutDegrade bool
+	// DialTimeout bounds one backend connection attempt (default 2s).
+	DialTimeout time.Duration
+	// Now is the clock that absolute expiry times are computed from
+	// (default time.Now).
+	Now func() time.Time
+	// Logger receives the front end's logs.
+	Logger zerolog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.ReadConns <= 0 {
+		c.ReadConns = 4
+	}
+	if c.Limits == (Limits{}) {
+		c.Limits = DefaultLimits
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.User == "" {
+		c.User = "default"
+	}
+}

@@ -1,0 +1,438 @@
+package resp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// lane is one backend connection with a pipelined sender and receiver: the
+// sender writes whole jobs and flushes once per burst, the receiver reads the
+// replies in the same order. The ordered writer is the lane all writes go
+// through, so the order the receiver sees replies in is the order the primary
+// executed them in, and that is the order they are logged in.
+type lane struct {
+	srv     *Server
+	name    string
+	ordered bool // the writer lane: logs effects and runs exclusive jobs
+	jobs    chan *job
+
+	up      atomic.Bool
+	lastErr atomic.Pointer[string]
+}
+
+func newLane(srv *Server, name string, ordered bool) *lane {
+	return &lane{srv: srv, name: name, ordered: ordered, jobs: make(chan *job, 256)}
+}
+
+// submit queues j. While the backend is down, j is answered at once with
+// "backend unavailable": it is not executed.
+func (l *lane) submit(j *job) { l.jobs <- j }
+
+// maxBurst bounds the jobs one flush carries, to keep replies flowing to
+// early clients while a burst is large.
+const maxBurst = 256
+
+// run keeps a connection to the backend, reconnecting with backoff, until
+// ctx ends.
+func (l *lane) run(ctx context.Context) {
+	log := l.srv.log.With().Str("lane", l.name).Logger()
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		conn, br, bw, err := l.srv.dialBackend(ctx, l.name, l.ordered)
+		if err != nil {
+			l.setDown(err)
+			log.Warn().Err(err).Dur("retry_in", backoff).Msg("backend unavailable")
+			l.failFor(ctx, backoff)
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		l.up.Store(true)
+		log.Debug().Msg("backend connected")
+		err = l.serve(ctx, conn, br, bw)
+		conn.Close()
+		if ctx.Err() == nil {
+			l.setDown(err)
+			log.Warn().Err(err).Msg("backend connection lost")
+		}
+	}
+	l.up.Store(false)
+	for {
+		select {
+		case j := <-l.jobs:
+			j.fail(0, "ERR backend unavailable: proxy shutting down", false)
+			close(j.done)
+		default:
+			return
+		}
+	}
+}
+
+func (l *lane) setDown(err error) {
+	l.up.Store(false)
+	msg := err.Error()
+	l.lastErr.Store(&msg)
+}
+
+func (l *lane) downMessage() string {
+	if p := l.lastErr.Load(); p != nil {
+		return "ERR backend unavailable: " + *p
+	}
+	return "ERR backend unavailable"
+}
+
+// failFor answers queued jobs with "backend unavailable" for d: while the
+// backend is down nothing is executed, and clients learn it at once.
+func (l *lane) failFor(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case j := <-l.jobs:
+			if j.exclusive != nil {
+				// An exclusive job runs on its own connection but still
+				// needs the writer's order; without the writer it fails.
+				j.fail(0, l.downMessage(), false)
+			} else {
+				j.fail(0, l.downMessage(), false)
+			}
+			close(j.done)
+		}
+	}
+}
+
+// serve pipelines jobs over one connection until it fails or ctx ends.
+func (l *lane) serve(ctx context.Context, conn net.Conn, br *bufio.Reader, bw *bufio.Writer) error {
+	inflight := make(chan *job, 4096)
+	dead := make(chan struct{})
+	var deadErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		err := l.receive(br, inflight)
+		deadErr = err
+		close(dead)
+		conn.Close()
+		// Keep answering what the sender still hands over until it stops.
+		for j := range inflight {
+			l.failInflight(j, 0, err)
+		}
+	})
+	defer func() {
+		close(inflight)
+		wg.Wait()
+	}()
+
+	db := 0
+	burst := make([]*job, 0, maxBurst)
+	for {
+		burst = burst[:0]
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-dead:
+			return deadErr
+		case j := <-l.jobs:
+			burst = append(burst, j)
+		}
+	gather:
+		for len(burst) < maxBurst {
+			select {
+			case j := <-l.jobs:
+				burst = append(burst, j)
+			default:
+				break gather
+			}
+		}
+		for _, j := range burst {
+			if j.exclusive != nil {
+				// Everything before it must be answered, and nothing after
+				// it sent, until it has run.
+				if err := bw.Flush(); err != nil {
+					inflight <- j
+					return fmt.Errorf("write to backend: %w", err)
+				}
+				inflight <- j
+				select {
+				case <-j.done:
+				case <-dead:
+					return deadErr
+				}
+				continue
+			}
+			db = encodeJob(bw, j, db)
+			inflight <- j
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("write to backend: %w", err)
+		}
+	}
+}
+
+// encodeJob writes j's commands, with a SELECT wherever a step's db differs
+// from the connection's, and returns the db the connection is left in.
+func encodeJob(bw *bufio.Writer, j *job, db int) int {
+	var scratch [24]byte
+	for i := range j.steps {
+		st := &j.steps[i]
+		if st.kind == stepLocal {
+			continue
+		}
+		if st.db != db {
+			st.selectFirst = true
+			writeCommand(bw, selectCmd, strconvAppendInt(scratch[:0], st.db))
+			db = st.db
+		}
+		switch st.kind {
+		case stepRead:
+			writeArgs(bw, st.args)
+		case stepWrite:
+			if len(st.plan.Exec) > 1 || st.plan.Atomic {
+				writeCommand(bw, multiCmd)
+				for _, c := range st.plan.Exec {
+					writeArgs(bw, c)
+				}
+				writeCommand(bw, execCmd)
+			} else {
+				writeArgs(bw, st.plan.Exec[0])
+			}
+		case stepTx:
+			writeCommand(bw, multiCmd)
+			for _, p := range st.tx {
+				for _, c := range p.Exec {
+					writeArgs(bw, c)
+				}
+			}
+			writeCommand(bw, execCmd)
+			db = st.txDB
+		}
+	}
+	return db
+}
+
+var (
+	selectCmd = []byte("SELECT")
+	multiCmd  = []byte("MULTI")
+	execCmd   = []byte("EXEC")
+)
+
+func writeCommand(bw *bufio.Writer, args ...[]byte) { writeArgs(bw, args) }
+
+func writeArgs(bw *bufio.Writer, args [][]byte) {
+	var num [24]byte
+	bw.WriteByte('*')
+	bw.Write(strconvAppendInt(num[:0], len(args)))
+	bw.WriteString("\r\n")
+	for _, a := range args {
+		bw.WriteByte('$')
+		bw.Write(strconvAppendInt(num[:0], len(a)))
+		bw.WriteString("\r\n")
+		bw.Write(a)
+		bw.WriteString("\r\n")
+	}
+}
+
+func strconvAppendInt(dst []byte, n int) []byte {
+	if n == 0 {
+		return append(dst, '0')
+	}
+	var tmp [20]byte
+	i := len(tmp)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for n > 0 {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		tmp[i] = '-'
+	}
+	return append(dst, tmp[i:]...)
+}
+
+// errReplyShape means the backend answered with something the command
+// cannot produce; the connection's framing can no longer be trusted.
+var errReplyShape = errors.New("unexpected reply shape from backend")
+
+// receive reads the replies of every job handed over in inflight, in order,
+// until the connection fails. It returns the failure.
+func (l *lane) receive(br *bufio.Reader, inflight <-chan *job) error {
+	for j := range inflight {
+		if j.exclusive != nil {
+			j.exclusive(j)
+			close(j.done)
+			continue
+		}
+		for i := range j.steps {
+			if err := l.receiveStep(br, j, i); err != nil {
+				l.failInflight(j, i, err)
+				return err
+			}
+		}
+		close(j.done)
+	}
+	return nil
+}
+
+func (l *lane) failInflight(j *job, from int, err error) {
+	j.fail(from, "ERR backend unavailable: "+err.Error(), true)
+	if l.ordered {
+		for i := from; i < len(j.steps); i++ {
+			if j.steps[i].unknown {
+				l.srv.unknownOutcome(j.steps[i])
+			}
+		}
+	}
+	close(j.done)
+}
+
+func (l *lane) receiveStep(br *bufio.Reader, j *job, i int) error {
+	st := &j.steps[i]
+	st.replyStart = len(j.out)
+	if st.kind == stepLocal {
+		st.replyEnd = len(j.out)
+		return nil
+	}
+	var err error
+	if st.selectFirst {
+		var scratch [64]byte
+		reply, err := readReply(br, scratch[:0])
+		if err != nil {
+			return err
+		}
+		if reply[0] == '-' {
+			return fmt.Errorf("%w: SELECT %d answered %q", errReplyShape, st.db, reply)
+		}
+	}
+	switch st.kind {
+	case stepRead:
+		j.out, err = readReply(br, j.out)
+		st.replyEnd = len(j.out)
+		return err
+	case stepWrite:
+		if len(st.plan.Exec) > 1 || st.plan.Atomic {
+			return l.receiveAtomicWrite(br, j, st)
+		}
+		if j.out, err = readReply(br, j.out); err != nil {
+			return err
+		}
+		st.replyEnd = len(j.out)
+		reply := j.out[st.replyStart:st.replyEnd]
+		if st.plan.Kind == "" && reply[0] == '+' {
+			// The common case (SET … +OK): logged as sent, no parsing.
+			l.srv.logEffect(j, st, st.plan.Exec[:1])
+			return nil
+		}
+		v, _, perr := ParseValue(reply)
+		if perr != nil {
+			return fmt.Errorf("parse reply: %w", perr)
+		}
+		cmds, err := st.plan.Effect([]Value{v})
+		l.srv.logPlan(j, st, cmds, err)
+		return nil
+	case stepTx:
+		return l.receiveTx(br, j, st)
+	}
+	return fmt.Errorf("step kind %d on a backend lane", st.kind)
+}
+
+// readMultiPreamble reads the replies to MULTI and to n queued commands. It
+// returns the first error a command was queued with (Redis then aborts the
+// EXEC), or nil.
+func readMultiPreamble(br *bufio.Reader, n int) ([]byte, error) {
+	var scratch [128]byte
+	reply, err := readReply(br, scratch[:0])
+	if err != nil {
+		return nil, err
+	}
+	if reply[0] == '-' {
+		return nil, fmt.Errorf("%w: MULTI answered %q", errReplyShape, reply)
+	}
+	var firstErr []byte
+	for range n {
+		reply, err := readReply(br, scratch[:0])
+		if err != nil {
+			return nil, err
+		}
+		if reply[0] == '-' && firstErr == nil {
+			firstErr = append([]byte(nil), reply...)
+		}
+	}
+	return firstErr, nil
+}
+
+func (l *lane) receiveAtomicWrite(br *bufio.Reader, j *job, st *step) error {
+	queuedErr, err := readMultiPreamble(br, len(st.plan.Exec))
+	if err != nil {
+		return err
+	}
+	execReply, err := readReply(br, nil)
+	if err != nil {
+		return err
+	}
+	v, _, err := ParseValue(execReply)
+	if err != nil {
+		return fmt.Errorf("parse EXEC reply: %w", err)
+	}
+	switch {
+	case queuedErr != nil:
+		j.out = append(j.out, queuedErr...)
+	case v.Kind == Array && len(v.Elems) == len(st.plan.Exec):
+		j.out = AppendValue(j.out, v.Elems[0])
+		st.replyEnd = len(j.out)
+		cmds, err := st.plan.Effect(v.Elems)
+		l.srv.logPlan(j, st, cmds, err)
+	case v.Kind == Error:
+		j.out = append(j.out, execReply...)
+	default:
+		return fmt.Errorf("%w: EXEC answered %s", errReplyShape, v)
+	}
+	st.replyEnd = len(j.out)
+	return nil
+}
+
+func (l *lane) receiveTx(br *bufio.Reader, j *job, st *step) error {
+	n := 0
+	for _, p := range st.tx {
+		n += len(p.Exec)
+	}
+	queuedErr, err := readMultiPreamble(br, n)
+	if err != nil {
+		return err
+	}
+	execReply, err := readReply(br, nil)
+	if err != nil {
+		return err
+	}
+	v, _, err := ParseValue(execReply)
+	if err != nil {
+		return fmt.Errorf("parse EXEC reply: %w", err)
+	}
+	switch {
+	case v.Kind == Array && len(v.Elems) == n:
+		j.out = AppendValue(j.out, TxReply(st.tx, v))
+		st.replyEnd = len(j.out)
+		cmds, err := TxEffect(st.tx, v)
+		l.srv.logPlan(j, st, cmds, err)
+	case v.Kind == Error || v.Kind == NullArray:
+		_ = queuedErr // Redis's EXECABORT already names the cause.
+		j.out = append(j.out, execReply...)
+	default:
+		return fmt.Errorf("%w: EXEC answered %s", errReplyShape, v)
+	}
+	st.replyEnd = len(j.out)
+	return nil
+}

@@ -1,0 +1,87 @@
+package resp
+
+// A job is a run of consecutive commands from one client that go to the same
+// lane (the ordered writer, one read connection, or the proxy itself). The
+// client's writer goroutine waits for jobs in the order they were made, so
+// replies keep the client's order whatever lane served them.
+
+type stepKind uint8
+
+const (
+	// stepRead sends args and copies the reply to the client.
+	stepRead stepKind = iota + 1
+	// stepWrite sends plan.Exec (inside MULTI/EXEC when atomic), answers
+	// the client with the reply to Exec[0], and logs plan.Effect.
+	stepWrite
+	// stepTx is a client's MULTI … EXEC: every plan's Exec inside one
+	// MULTI/EXEC, answered as one array and logged as one entry.
+	stepTx
+	// stepLocal was answered by the proxy; its reply is already in out.
+	stepLocal
+)
+
+type step struct {
+	kind stepKind
+	db   int
+	args [][]byte // stepRead
+	plan Plan     // stepWrite
+	tx   []Plan   // stepTx
+	// txDB is the db a transaction leaves the connection in (it may
+	// SELECT inside MULTI).
+	txDB int
+
+	// Filled in by the lane.
+	selectFirst bool
+	replyStart  int
+	replyEnd    int
+	offset      uint64 // backlog offset of the logged effect, 0 if none
+	// unknown marks a write whose outcome is unknown: the connection
+	// failed after it was sent.
+	unknown bool
+}
+
+type job struct {
+	steps []step
+	out   []byte
+	done  chan struct{}
+	// exclusive, when set, is run by the ordered writer's receiver once
+	// every earlier command has been answered and before any later one is
+	// sent. It is how a WATCHed transaction runs on its own connection
+	// without breaking the backlog order.
+	exclusive func(j *job)
+	// maxOffset is the highest backlog offset among the steps: the reply
+	// is held until it commits.
+	maxOffset uint64
+	// sess is the client the job belongs to; it learns the offsets of its
+	// writes from here, for WAIT.
+	sess *session
+}
+
+func newJob() *job { return &job{done: make(chan struct{})} }
+
+// localJob is a job answered by the proxy with reply bytes.
+func localJob(reply []byte) *job {
+	j := &job{out: reply, done: make(chan struct{})}
+	j.steps = append(j.steps, step{kind: stepLocal, replyEnd: len(reply)})
+	close(j.done)
+	return j
+}
+
+// fail answers every step from index from on with msg, dropping any partial
+// reply the failed step had.
+func (j *job) fail(from int, msg string, sent bool) {
+	if from < len(j.steps) {
+		j.out = j.out[:j.steps[from].replyStart]
+	}
+	for i := from; i < len(j.steps); i++ {
+		st := &j.steps[i]
+		st.replyStart = len(j.out)
+		if sent && (st.kind == stepWrite || st.kind == stepTx) {
+			st.unknown = true
+			j.out = appendError(j.out, msg+" (the connection failed after the write was sent: it may have been executed)")
+		} else {
+			j.out = appendError(j.out, msg)
+		}
+		st.replyEnd = len(j.out)
+	}
+}

@@ -1,0 +1,519 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/replicar/replicar/ackpolicy"
+	"github.com/replicar/replicar/protocols/resp"
+	"github.com/replicar/replicar/test/harness"
+)
+
+func TestRESPTransactionsAndWatch(t *testing.T) {
+	primary := startRedis(t)
+	replica := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+	c, other := n.client(t, 0), n.client(t, 0)
+
+	// A plain transaction is one entry.
+	before := n.Node.Snapshot().Last
+	res, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "tx:a", "1", time.Hour)
+		p.Incr(ctx, "tx:n")
+		p.Get(ctx, "tx:a")
+		return nil
+	})
+	if err != nil || len(res) != 3 || res[2].(*redis.StringCmd).Val() != "1" {
+		t.Fatalf("MULTI/EXEC: %v %v", res, err)
+	}
+	if got := n.Node.Snapshot().Last - before; got != 1 {
+		t.Fatalf("a transaction logged %d entries, want 1", got)
+	}
+
+	// WATCH: a key written by another client since the WATCH aborts EXEC.
+	err = c.Watch(ctx, func(tx *redis.Tx) error {
+		if err := other.Set(ctx, "tx:w", "changed", 0).Err(); err != nil {
+			return err
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "tx:w", "mine", 0)
+			return nil
+		})
+		return err
+	}, "tx:w")
+	if !errors.Is(err, redis.TxFailedErr) {
+		t.Fatalf("EXEC after a concurrent write to a watched key: want TxFailedErr, got %v", err)
+	}
+	if v := other.Get(ctx, "tx:w").Val(); v != "changed" {
+		t.Fatalf("aborted transaction wrote: %q", v)
+	}
+	// Unmodified watched key: EXEC runs.
+	err = c.Watch(ctx, func(tx *redis.Tx) error {
+		v, _ := tx.Get(ctx, "tx:w").Result()
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "tx:w", v+"+mine", 0)
+			return nil
+		})
+		return err
+	}, "tx:w")
+	if err != nil || other.Get(ctx, "tx:w").Val() != "changed+mine" {
+		t.Fatalf("EXEC with an untouched watched key: %v, value %q", err, other.Get(ctx, "tx:w").Val())
+	}
+	// Optimistic increments from many clients: no lost update.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			cl := n.client(t, 0)
+			for done := 0; done < 20; {
+				err := cl.Watch(ctx, func(tx *redis.Tx) error {
+					v, err := tx.Get(ctx, "tx:counter").Int()
+					if err != nil && err != redis.Nil {
+						return err
+					}
+					_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+						p.Set(ctx, "tx:counter", v+1, 0)
+						return nil
+					})
+					return err
+				}, "tx:counter")
+				if err == nil {
+					done++
+				} else if !errors.Is(err, redis.TxFailedErr) {
+					t.Errorf("watch loop: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if v, _ := c.Get(ctx, "tx:counter").Int(); v != 160 {
+		t.Fatalf("optimistic counter = %d, want 160", v)
+	}
+	// Errors: EXEC/DISCARD without MULTI, nested MULTI, queued unknown command.
+	raw := dialRaw(t, n.Addr)
+	raw.expect(t, "EXEC", "-ERR EXEC without MULTI")
+	raw.expect(t, "DISCARD", "-ERR DISCARD without MULTI")
+	raw.expect(t, "MULTI", "+OK")
+	raw.expect(t, "MULTI", "-ERR MULTI calls can not be nested")
+	raw.expect(t, "SET tx:x 1", "+QUEUED")
+	raw.expect(t, "NOSUCHCMD a", "-ERR unknown command 'NOSUCHCMD', with args beginning with: 'a' ")
+	raw.expect(t, "EXEC", "-EXECABORT Transaction discarded because of previous errors.")
+	if c.Exists(ctx, "tx:x").Val() != 0 {
+		t.Fatal("an aborted transaction wrote")
+	}
+	compareReplay(t, n, primary.Addr, replica.Addr)
+}
+
+func TestRESPLuaScripts(t *testing.T) {
+	primary := startRedis(t)
+	replica := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+	c := n.client(t, 0)
+	body := "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('GET', KEYS[1])"
+	// EVALSHA of a script the proxy has not seen is refused unexecuted with
+	// NOSCRIPT, and go-redis's Script falls back to EVAL.
+	sha := resp.ScriptSHA([]byte(body))
+	if err := c.EvalSha(ctx, sha, []string{"lua:k"}, "x").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		t.Fatalf("EVALSHA of an unknown script: %v", err)
+	}
+	s := redis.NewScript(body)
+	for i := range 5 {
+		if v, err := s.Run(ctx, c, []string{"lua:k"}, i).Text(); err != nil || v != fmt.Sprint(i) {
+			t.Fatalf("script run %d: %q %v", i, v, err)
+		}
+	}
+	if err := c.ScriptLoad(ctx, "return redis.call('INCR', KEYS[1])").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EvalSha(ctx, resp.ScriptSHA([]byte("return redis.call('INCR', KEYS[1])")), []string{"lua:n"}).Err(); err != nil {
+		t.Fatalf("EVALSHA after SCRIPT LOAD: %v", err)
+	}
+	// A script that fails after writing keeps its write, on Redis and on
+	// the replay.
+	c.Set(ctx, "lua:text", "not a number", 0)
+	err := c.Eval(ctx, "redis.call('SET', KEYS[1], 'partial'); return redis.call('INCR', KEYS[2])", []string{"lua:p", "lua:text"}).Err()
+	if err == nil {
+		t.Fatal("INCR of a non-integer succeeded")
+	}
+	compareReplay(t, n, primary.Addr, replica.Addr)
+}
+
+func TestRESPBlockingPops(t *testing.T) {
+	primary := startRedis(t)
+	replica := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+
+	const consumers, items = 8, 400
+	got := make(chan string, items)
+	var wg sync.WaitGroup
+	for range consumers {
+		wg.Go(func() {
+			c := n.client(t, 0)
+			for {
+				v, err := c.BLPop(ctx, 2*time.Second, "bq:a", "bq:b").Result()
+				if err == redis.Nil {
+					return
+				}
+				if err != nil {
+					t.Errorf("BLPOP: %v", err)
+					return
+				}
+				got <- v[1]
+			}
+		})
+	}
+	p := n.client(t, 0)
+	for i := range items {
+		key := []string{"bq:a", "bq:b"}[i%2]
+		if err := p.RPush(ctx, key, fmt.Sprint(i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	wg.Wait()
+	close(got)
+	seen := map[string]bool{}
+	for v := range got {
+		if seen[v] {
+			t.Fatalf("item %s popped twice", v)
+		}
+		seen[v] = true
+	}
+	if len(seen) != items {
+		t.Fatalf("%d of %d items popped", len(seen), items)
+	}
+	// Timeouts answer nil in the command's own shape.
+	c := n.client(t, 0)
+	start := time.Now()
+	if err := c.BLMove(ctx, "bq:none", "bq:dst", "LEFT", "RIGHT", 100*time.Millisecond).Err(); err != redis.Nil {
+		t.Fatalf("BLMOVE timeout: %v", err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("BLMOVE timeout took %v", d)
+	}
+	// BZPOPMIN and XREAD BLOCK $ wake on a write.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		p.ZAdd(ctx, "bq:z", redis.Z{Score: 1, Member: "one"})
+		p.XAdd(ctx, &redis.XAddArgs{Stream: "bq:s", Values: []any{"f", "v"}})
+	}()
+	if z, err := c.BZPopMin(ctx, 5*time.Second, "bq:z").Result(); err != nil || z.Member != "one" {
+		t.Fatalf("BZPOPMIN: %v %v", z, err)
+	}
+	streams, err := n.client(t, 0).XRead(ctx, &redis.XReadArgs{Streams: []string{"bq:s2", "$"}, Block: 200 * time.Millisecond}).Result()
+	if err != redis.Nil {
+		t.Fatalf("XREAD BLOCK on an idle stream: %v %v", streams, err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		p.XAdd(ctx, &redis.XAddArgs{Stream: "bq:s2", Values: []any{"f", "new"}})
+	}()
+	streams, err = c.XRead(ctx, &redis.XReadArgs{Streams: []string{"bq:s2", "$"}, Block: 5 * time.Second}).Result()
+	if err != nil || len(streams) != 1 || streams[0].Messages[0].Values["f"] != "new" {
+		t.Fatalf("XREAD BLOCK $: %v %v", streams, err)
+	}
+	// A client that disconnects while blocked leaves nothing behind.
+	raw := dialRaw(t, n.Addr)
+	raw.send(t, "BLPOP bq:never 0")
+	waitFor(t, func() bool { return blockedClients(t, c) == 1 })
+	raw.conn.Close()
+	waitFor(t, func() bool { return blockedClients(t, c) == 0 })
+	compareReplay(t, n, primary.Addr, replica.Addr)
+}
+
+func blockedClients(t *testing.T, c *redis.Client) int {
+	info, err := c.Do(context.Background(), "REPLICAR", "INFO").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "blocked_clients:"); ok {
+			fmt.Sscan(v, &n)
+		}
+	}
+	return n
+}
+
+func TestRESPPubSub(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+	sub := n.client(t, 0).Subscribe(ctx, "news")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	psub := n.client(t, 0).PSubscribe(ctx, "ne*")
+	defer psub.Close()
+	if _, err := psub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := n.Node.Snapshot().Last
+	if r, err := n.client(t, 0).Publish(ctx, "news", "hello").Result(); err != nil || r != 2 {
+		t.Fatalf("PUBLISH: %d receivers, %v", r, err)
+	}
+	if n.Node.Snapshot().Last != before+1 {
+		t.Fatal("PUBLISH was not logged")
+	}
+	for _, ch := range []<-chan *redis.Message{sub.Channel(), psub.Channel()} {
+		select {
+		case m := <-ch:
+			if m.Payload != "hello" {
+				t.Fatalf("message %q", m.Payload)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no message")
+		}
+	}
+	// Subscribed mode allows only pub/sub commands; leaving it restores
+	// the connection.
+	raw := dialRaw(t, n.Addr)
+	raw.expect(t, "SUBSCRIBE a", "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1")
+	raw.expect(t, "GET x", "-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+	raw.expect(t, "UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0")
+	raw.expect(t, "PING", "+PONG")
+}
+
+func TestRESPConnectionStateAndAuth(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr, withPassword("s3cret"))
+	raw := dialRaw(t, n.Addr)
+	raw.expect(t, "GET k", "-NOAUTH Authentication required.")
+	raw.expect(t, "AUTH wrong", "-WRONGPASS invalid username-password pair or user is disabled.")
+	raw.expect(t, "AUTH s3cret", "+OK")
+	raw.expect(t, "SELECT 3", "+OK")
+	raw.expect(t, "SET k three", "+OK")
+	raw.expect(t, "SELECT 99", "-ERR DB index is out of range")
+	raw.expect(t, "CLIENT SETNAME app1", "+OK")
+	raw.expect(t, "CLIENT GETNAME", "$4\r\napp1")
+	raw.expect(t, "HELLO 3", "-NOPROTO sorry, this protocol version is not supported")
+	raw.expect(t, "PING hi", "$2\r\nhi")
+	raw.expect(t, "RESET", "+RESET")
+	raw.expect(t, "GET k", "-NOAUTH Authentication required.")
+	raw.expect(t, "AUTH default s3cret", "+OK")
+	raw.expect(t, "GET k", "$-1")
+	raw.expect(t, "SELECT 3", "+OK")
+	raw.expect(t, "GET k", "$5\r\nthree")
+	raw.expect(t, "SELECT 0", "+OK")
+	raw.expect(t, "SET __replicar:pos x", "-ERR replicar: keys under '__replicar:' in db 0 are reserved")
+	raw.expect(t, "QUIT", "+OK")
+	// go-redis negotiates HELLO 3, falls back to RESP2 and authenticates.
+	c := redis.NewClient(&redis.Options{Addr: n.Addr, Password: "s3cret", DB: 3})
+	defer c.Close()
+	if v, err := c.Get(context.Background(), "k").Result(); err != nil || v != "three" {
+		t.Fatalf("go-redis through the proxy: %q %v", v, err)
+	}
+	// The backend never saw the proxy's password: its own has none.
+	if primary.Client().Get(context.Background(), "k").Err() != redis.Nil {
+		t.Fatal("db 3's key leaked into db 0")
+	}
+}
+
+func TestRESPBackendRestart(t *testing.T) {
+	primary := startRedis(t, harness.RedisAppendOnly(true))
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+	c := n.client(t, 0)
+	if err := c.Set(ctx, "r:k", "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Set(ctx, "r:k", "during", 0).Err()
+	if err == nil || !strings.HasPrefix(err.Error(), "ERR backend unavailable") {
+		t.Fatalf("write with the backend down: %v", err)
+	}
+	if err := primary.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return c.Set(ctx, "r:k", "after", 0).Err() == nil })
+	// Read connections reconnect on their own backoff.
+	waitFor(t, func() bool { return c.Get(ctx, "r:k").Val() == "after" })
+}
+
+func TestRESPBadInput(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr, withLimits(resp.Limits{MaxBulk: 1 << 20, MaxArgs: 1 << 20, MaxInline: 64 << 10}))
+	raw := dialRaw(t, n.Addr)
+	raw.expect(t, "GET", "-ERR wrong number of arguments for 'get' command")
+	raw.expect(t, "FOO bar", "-ERR unknown command 'FOO', with args beginning with: 'bar' ")
+	raw.expect(t, "CONFIG NOPE", "-ERR unknown subcommand 'NOPE'. Try CONFIG HELP.")
+	raw.expectPrefix(t, "MONITOR", "-ERR replicar: 'monitor' is not supported through the proxy")
+	// An oversized bulk is refused from its header: the 2 GB never has to
+	// arrive.
+	raw.sendRaw(t, "*2\r\n$3\r\nGET\r\n$2000000000\r\n")
+	raw.expectLine(t, "-ERR Protocol error: invalid bulk length")
+	raw.expectClosed(t)
+	bad := dialRaw(t, n.Addr)
+	bad.sendRaw(t, "*1\r\n$3\r\nGETX\r\n")
+	bad.expectLine(t, "-ERR Protocol error: invalid bulk length")
+	// The proxy is still fine.
+	ok := dialRaw(t, n.Addr)
+	ok.expect(t, "PING", "+PONG")
+	// Under NOREPLICAS nothing is executed.
+	strict := startRESPNode(t, primary.Addr, withPolicy(ackpolicy.FollowerAcks(1)))
+	c := strict.client(t, 0)
+	err := c.Set(context.Background(), "nr:k", "v", 0).Err()
+	if err == nil || !strings.HasPrefix(err.Error(), "NOREPLICAS") {
+		t.Fatalf("write without followers under one: %v", err)
+	}
+	if primary.Client().Exists(context.Background(), "nr:k").Val() != 0 {
+		t.Fatal("a write refused with NOREPLICAS was executed")
+	}
+}
+
+// TestRESPPipelineOrder checks per-client order across the writer and read
+// connections: a read pipelined after a write sees it.
+func TestRESPPipelineOrder(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			c := n.client(t, 0)
+			for i := range 200 {
+				key := fmt.Sprintf("ord:%d", w)
+				cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+					p.Get(ctx, key)
+					p.Set(ctx, key, i, 0)
+					p.Get(ctx, key)
+					p.Expire(ctx, key, time.Hour)
+					p.TTL(ctx, key)
+					return nil
+				})
+				if err != nil && err != redis.Nil {
+					t.Errorf("pipeline: %v", err)
+					return
+				}
+				if got := cmds[2].(*redis.StringCmd).Val(); got != fmt.Sprint(i) {
+					t.Errorf("read after write saw %q, want %d", got, i)
+					return
+				}
+				if i > 0 && cmds[0].(*redis.StringCmd).Val() != fmt.Sprint(i-1) {
+					t.Errorf("read before write saw %q, want %d", cmds[0].(*redis.StringCmd).Val(), i-1)
+					return
+				}
+				if ttl := cmds[4].(*redis.DurationCmd).Val(); ttl <= 0 {
+					t.Errorf("TTL after EXPIRE in the same pipeline: %v", ttl)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func compareReplay(t *testing.T, n *respNode, primary, replica string) {
+	t.Helper()
+	replay(t, n, replica)
+	if da, db := digest(t, primary), digest(t, replica); da != db {
+		diffKeys(t, primary, replica, 16)
+		t.Fatalf("primary digest %s, replay digest %s", da, db)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rawConn speaks RESP by hand, to check exact replies.
+type rawConn struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &rawConn{conn: conn, br: bufio.NewReader(conn)}
+}
+
+func (r *rawConn) send(t *testing.T, cmd string) {
+	t.Helper()
+	var args [][]byte
+	for _, f := range strings.Fields(cmd) {
+		args = append(args, []byte(f))
+	}
+	r.sendRaw(t, string(resp.AppendCommand(nil, args...)))
+}
+
+func (r *rawConn) sendRaw(t *testing.T, s string) {
+	t.Helper()
+	if _, err := r.conn.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expect sends cmd and checks the whole reply, written without its final
+// CRLF.
+func (r *rawConn) expect(t *testing.T, cmd, want string) {
+	t.Helper()
+	r.send(t, cmd)
+	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	v, err := readOne(r.br)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	got := strings.TrimSuffix(string(resp.AppendValue(nil, v)), "\r\n")
+	if got != want {
+		t.Fatalf("%s:\n got %q\nwant %q", cmd, got, want)
+	}
+}
+
+func (r *rawConn) expectPrefix(t *testing.T, cmd, want string) {
+	t.Helper()
+	r.send(t, cmd)
+	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	v, err := readOne(r.br)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	if got := string(resp.AppendValue(nil, v)); !strings.HasPrefix(got, want) {
+		t.Fatalf("%s:\n got %q\nwant prefix %q", cmd, got, want)
+	}
+}
+
+func (r *rawConn) expectLine(t *testing.T, want string) {
+	t.Helper()
+	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := r.br.ReadString('\n')
+	if err != nil || strings.TrimRight(line, "\r\n") != want {
+		t.Fatalf("got %q (%v), want %q", line, err, want)
+	}
+}
+
+func (r *rawConn) expectClosed(t *testing.T) {
+	t.Helper()
+	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := r.br.ReadByte(); err == nil {
+		t.Fatal("connection still open after a protocol error")
+	}
+}
