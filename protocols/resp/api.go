@@ -64,7 +64,8 @@ type Config struct {
 	User, Password string
 	// MaxClients caps client connections; 0 means no cap.
 	MaxClients int
-	// ReadConns is the size of the read connection pool (default 4).
+	// ReadConns is the size of the read connection pool (default 2: on a
+	// small machine fewer, fuller bursts beat more connections).
 	ReadConns int
 	// Limits bound client requests (default DefaultLimits).
 	Limits Limits
@@ -83,7 +84,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.ReadConns <= 0 {
-		c.ReadConns = 4
+		c.ReadConns = 2
 	}
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits

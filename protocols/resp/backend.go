@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -33,10 +32,6 @@ func newLane(srv *Server, name string, ordered bool) *lane {
 // submit queues j. While the backend is down, j is answered at once with
 // "backend unavailable": it is not executed.
 func (l *lane) submit(j *job) { l.jobs <- j }
-
-// maxBurst bounds the jobs one flush carries, to keep replies flowing to
-// early clients while a burst is large.
-const maxBurst = 256
 
 // run keeps a connection to the backend, reconnecting with backoff, until
 // ctx ends.
@@ -112,40 +107,27 @@ func (l *lane) failFor(ctx context.Context, d time.Duration) {
 }
 
 // serve pipelines jobs over one connection until it fails or ctx ends.
+//
+// One goroutine does both directions, with one burst in flight: it takes
+// every job queued, writes them in one flush, reads all their replies, and
+// goes round again. While the backend works on a burst, the next one gathers
+// in the queue, so under load one write and one read serve many clients, and
+// when idle a job goes out at once.
 func (l *lane) serve(ctx context.Context, conn net.Conn, br *bufio.Reader, bw *bufio.Writer) error {
-	inflight := make(chan *job, 4096)
-	dead := make(chan struct{})
-	var deadErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		err := l.receive(br, inflight)
-		deadErr = err
-		close(dead)
-		conn.Close()
-		// Keep answering what the sender still hands over until it stops.
-		for j := range inflight {
-			l.failInflight(j, 0, err)
-		}
-	})
-	defer func() {
-		close(inflight)
-		wg.Wait()
-	}()
-
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	db := 0
-	burst := make([]*job, 0, maxBurst)
+	burst := make([]*job, 0, 256)
 	for {
 		burst = burst[:0]
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-dead:
-			return deadErr
 		case j := <-l.jobs:
 			burst = append(burst, j)
 		}
 	gather:
-		for len(burst) < maxBurst {
+		for len(burst) < cap(burst) {
 			select {
 			case j := <-l.jobs:
 				burst = append(burst, j)
@@ -153,29 +135,58 @@ func (l *lane) serve(ctx context.Context, conn net.Conn, br *bufio.Reader, bw *b
 				break gather
 			}
 		}
-		for _, j := range burst {
-			if j.exclusive != nil {
-				// Everything before it must be answered, and nothing after
-				// it sent, until it has run.
-				if err := bw.Flush(); err != nil {
-					inflight <- j
-					return fmt.Errorf("write to backend: %w", err)
-				}
-				inflight <- j
-				select {
-				case <-j.done:
-				case <-dead:
-					return deadErr
-				}
+		// An exclusive job runs alone: everything before it answered,
+		// nothing after it sent.
+		start := 0
+		for i := 0; i <= len(burst); i++ {
+			if i < len(burst) && burst[i].exclusive == nil {
 				continue
 			}
-			db = encodeJob(bw, j, db)
-			inflight <- j
-		}
-		if err := bw.Flush(); err != nil {
-			return fmt.Errorf("write to backend: %w", err)
+			if err := l.roundTrip(br, bw, burst[start:i], &db); err != nil {
+				for _, j := range burst[i:] {
+					j.fail(0, l.downMessage(), false)
+					close(j.done)
+				}
+				return err
+			}
+			if i < len(burst) {
+				j := burst[i]
+				j.exclusive(j)
+				close(j.done)
+			}
+			start = i + 1
 		}
 	}
+}
+
+// roundTrip writes jobs' commands in one flush and reads their replies.
+func (l *lane) roundTrip(br *bufio.Reader, bw *bufio.Writer, jobs []*job, db *int) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	for _, j := range jobs {
+		*db = encodeJob(bw, j, *db)
+	}
+	if err := bw.Flush(); err != nil {
+		err = fmt.Errorf("write to backend: %w", err)
+		for _, j := range jobs {
+			l.failInflight(j, 0, err)
+		}
+		return err
+	}
+	for k, j := range jobs {
+		for i := range j.steps {
+			if err := l.receiveStep(br, j, i); err != nil {
+				l.failInflight(j, i, err)
+				for _, rest := range jobs[k+1:] {
+					l.failInflight(rest, 0, err)
+				}
+				return err
+			}
+		}
+		close(j.done)
+	}
+	return nil
 }
 
 // encodeJob writes j's commands, with a SELECT wherever a step's db differs
@@ -266,26 +277,6 @@ func strconvAppendInt(dst []byte, n int) []byte {
 // errReplyShape means the backend answered with something the command
 // cannot produce; the connection's framing can no longer be trusted.
 var errReplyShape = errors.New("unexpected reply shape from backend")
-
-// receive reads the replies of every job handed over in inflight, in order,
-// until the connection fails. It returns the failure.
-func (l *lane) receive(br *bufio.Reader, inflight <-chan *job) error {
-	for j := range inflight {
-		if j.exclusive != nil {
-			j.exclusive(j)
-			close(j.done)
-			continue
-		}
-		for i := range j.steps {
-			if err := l.receiveStep(br, j, i); err != nil {
-				l.failInflight(j, i, err)
-				return err
-			}
-		}
-		close(j.done)
-	}
-	return nil
-}
 
 func (l *lane) failInflight(j *job, from int, err error) {
 	j.fail(from, "ERR backend unavailable: "+err.Error(), true)

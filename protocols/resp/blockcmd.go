@@ -80,7 +80,7 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 		}
 		if !nilReply {
 			s.srv.blocked.unpark(w, s.db, keys)
-			s.out <- j
+			s.reply(j)
 			return
 		}
 		if gone == nil {
@@ -91,7 +91,7 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 			s.srv.blocked.unpark(w, s.db, keys)
 		case <-deadline:
 			s.srv.blocked.unpark(w, s.db, keys)
-			s.out <- j // the nil reply, in the shape the command uses
+			s.reply(j) // the nil reply, in the shape the command uses
 			return
 		case <-gone:
 			s.srv.blocked.unpark(w, s.db, keys)

@@ -1,5 +1,7 @@
 package resp
 
+import "sync"
+
 // A job is a run of consecutive commands from one client that go to the same
 // lane (the ordered writer, one read connection, or the proxy itself). The
 // client's writer goroutine waits for jobs in the order they were made, so
@@ -55,16 +57,33 @@ type job struct {
 	// sess is the client the job belongs to; it learns the offsets of its
 	// writes from here, for WAIT.
 	sess *session
+	// arena holds the arguments the steps alias, released once the
+	// replies are written.
+	arena *arena
 }
 
-func newJob() *job { return &job{done: make(chan struct{})} }
+var outPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// localJob is a job answered by the proxy with reply bytes.
-func localJob(reply []byte) *job {
-	j := &job{out: reply, done: make(chan struct{})}
-	j.steps = append(j.steps, step{kind: stepLocal, replyEnd: len(reply)})
-	close(j.done)
+// maxPooledOut keeps a buffer that a huge reply grew out of the pool.
+const maxPooledOut = 256 << 10
+
+func newJob() *job {
+	j := &job{done: make(chan struct{})}
+	j.out = (*outPool.Get().(*[]byte))[:0]
 	return j
+}
+
+// recycle returns the job's buffers once its reply has been written.
+func (j *job) recycle() {
+	if j.arena != nil {
+		j.arena.release()
+		j.arena = nil
+	}
+	if cap(j.out) <= maxPooledOut {
+		b := j.out[:0]
+		j.out = nil
+		outPool.Put(&b)
+	}
 }
 
 // fail answers every step from index from on with msg, dropping any partial

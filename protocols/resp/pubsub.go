@@ -161,9 +161,20 @@ func (s *session) relay(p *pubsubState, br *bufio.Reader) {
 		if v, _, err := ParseValue(raw); err == nil && v.Kind == Array && len(v.Elems) == 3 && v.Elems[2].Kind == Integer {
 			p.track(strings.ToLower(string(v.Elems[0].Str)), string(v.Elems[1].Str))
 		}
-		// The session closes this connection and waits for the relay to
-		// stop before it closes out, so this send is safe.
-		s.out <- localJob(raw)
+		// Confirmations and messages go straight to the client; the
+		// session wrote every earlier reply before it subscribed.
+		s.wmu.Lock()
+		if !s.broken {
+			_, err := s.bw.Write(raw)
+			if err == nil {
+				err = s.bw.Flush()
+			}
+			if err != nil {
+				s.broken = true
+				s.conn.Close()
+			}
+		}
+		s.wmu.Unlock()
 	}
 }
 

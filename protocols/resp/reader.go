@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
+	"sync/atomic"
 )
 
 // Limits bound what a client may send before the proxy has read it, the way
@@ -40,16 +42,38 @@ type command struct {
 }
 
 // arena holds the bytes and argument slices of a batch of commands so that
-// reading a pipeline does not allocate per command.
+// reading a pipeline does not allocate per command. The jobs made from the
+// batch hold references; the last one released returns it to the pool.
 type arena struct {
 	buf  []byte
 	argv [][]byte
+	refs atomic.Int32
 }
 
-func (a *arena) reset() {
+var arenaPool = sync.Pool{New: func() any { return new(arena) }}
+
+// maxPooledArena keeps an arena that a huge command grew out of the pool.
+const maxPooledArena = 1 << 20
+
+func getArena() *arena {
+	a := arenaPool.Get().(*arena)
+	a.refs.Store(1)
+	return a
+}
+
+func (a *arena) retain() { a.refs.Add(1) }
+
+func (a *arena) release() {
+	if a.refs.Add(-1) != 0 {
+		return
+	}
+	if cap(a.buf) > maxPooledArena {
+		return
+	}
 	a.buf = a.buf[:0]
 	clear(a.argv)
 	a.argv = a.argv[:0]
+	arenaPool.Put(a)
 }
 
 // reserve returns n bytes at the end of the arena's buffer. Growing may move

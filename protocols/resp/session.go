@@ -8,15 +8,18 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/replicar/replicar/ackpolicy"
 )
 
-// session is one client connection. Its reader goroutine (serve) reads
-// commands and turns them into jobs; its writer goroutine (writeLoop) writes
-// the jobs' replies in order, holding each until its writes are committed.
+// session is one client connection, served by one goroutine: it reads the
+// commands the client has sent, turns them into jobs for the lanes, then
+// writes the replies in order, holding each until its writes are committed.
+// One goroutine per client keeps the hand-offs per pipeline to two (to the
+// lane and back), which is most of a proxy's cost on a small machine.
 type session struct {
 	srv  *Server
 	conn net.Conn
@@ -25,6 +28,7 @@ type session struct {
 	cr   commandReader
 	id   int64
 
+	ctx    context.Context
 	db     int
 	authed bool
 	name   string
@@ -41,7 +45,13 @@ type session struct {
 	last     *job
 	lastLane *lane
 
-	out chan *job
+	// pending are the jobs dispatched whose replies are not yet written,
+	// oldest first.
+	pending []*job
+	// wmu serialises writes to the client between the session and a
+	// subscription relay.
+	wmu    sync.Mutex
+	broken bool
 
 	multi  *txState
 	watch  *watchState
@@ -60,8 +70,7 @@ func newSession(srv *Server, conn net.Conn) *session {
 		bw:     bufio.NewWriterSize(conn, 64<<10),
 		id:     srv.nextID.Add(1),
 		authed: srv.cfg.Password == "",
-		out:    make(chan *job, 1024),
-		arena:  &arena{},
+		arena:  getArena(),
 	}
 	s.cr = commandReader{br: s.br, lim: srv.cfg.Limits}
 	if !s.authed {
@@ -74,18 +83,16 @@ func newSession(srv *Server, conn net.Conn) *session {
 // so a long pipeline starts executing before it has all arrived.
 const maxBatch = 512
 
+// maxPending bounds the jobs whose replies wait to be written while the
+// client keeps sending: past it the session writes before it reads more.
+const maxPending = 64
+
 func (s *session) serve(ctx context.Context) {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writeLoop(ctx)
-	}()
+	s.ctx = ctx
 	defer func() {
 		s.closed.Store(true)
-		s.dispatch()
+		s.flushReplies(true)
 		s.cleanup()
-		close(s.out)
-		<-writerDone
 		s.conn.Close()
 	}()
 
@@ -107,44 +114,64 @@ func (s *session) serve(ctx context.Context) {
 			return
 		}
 		n++
-		if s.br.Buffered() == 0 || n >= maxBatch {
+		idle := s.br.Buffered() == 0
+		if idle || n >= maxBatch {
 			s.dispatch()
 			n = 0
+			// The jobs just dispatched hold the batch's arena; read the
+			// next batch into another.
+			s.arena.release()
+			s.arena = getArena()
+		}
+		if idle {
+			// Nothing more to read now: answer everything sent so far.
+			s.flushReplies(true)
+		} else if len(s.pending) >= maxPending {
+			s.flushReplies(false)
 		}
 	}
 }
 
-// writeLoop writes replies in job order. A job with logged writes is held
-// until its highest offset commits under the ack policy; a write that misses
-// the ack timeout is answered UNCOMMITTED (or, in degrade mode, with its
-// reply and a warning in the log).
-func (s *session) writeLoop(ctx context.Context) {
-	broken := false
-	for j := range s.out {
+// flushReplies writes the replies of pending jobs in order. A job with
+// logged writes is held until its highest offset commits under the ack
+// policy; a write that misses the ack timeout is answered UNCOMMITTED (or,
+// in degrade mode, with its reply and a warning in the log). With all set
+// it waits for every pending job and flushes; otherwise it writes what is
+// ready and waits only until the backlog of replies is half drained.
+func (s *session) flushReplies(all bool) {
+	s.dispatch()
+	written := 0
+	for i, j := range s.pending {
+		if !all && i >= maxPending/2 && !isDone(j) {
+			break
+		}
 		<-j.done
 		if j.maxOffset > 0 {
-			if err := s.srv.core.WaitCommitted(ctx, j.maxOffset); err != nil {
+			if err := s.srv.core.WaitCommitted(s.ctx, j.maxOffset); err != nil {
 				s.uncommitted(j, err)
 			}
 		}
-		if broken {
-			continue
-		}
-		if _, err := s.bw.Write(j.out); err != nil {
-			broken = true
-			s.conn.Close()
-			continue
-		}
-		if len(s.out) == 0 {
-			if err := s.bw.Flush(); err != nil {
-				broken = true
+		s.wmu.Lock()
+		if !s.broken {
+			if _, err := s.bw.Write(j.out); err != nil {
+				s.broken = true
 				s.conn.Close()
 			}
 		}
+		s.wmu.Unlock()
+		j.recycle()
+		written++
 	}
-	if !broken {
-		s.bw.Flush()
+	clear(s.pending[:written])
+	s.pending = append(s.pending[:0], s.pending[written:]...)
+	s.wmu.Lock()
+	if !s.broken && len(s.pending) == 0 {
+		if err := s.bw.Flush(); err != nil {
+			s.broken = true
+			s.conn.Close()
+		}
 	}
+	s.wmu.Unlock()
 }
 
 // uncommitted rewrites the replies of a job's logged writes after the ack
@@ -227,6 +254,8 @@ func (s *session) enqueue(l *lane, st step) {
 		s.dispatch()
 		s.cur, s.curLane = newJob(), l
 		s.cur.sess = s
+		s.cur.arena = s.arena
+		s.arena.retain()
 	}
 	s.cur.steps = append(s.cur.steps, st)
 }
@@ -241,27 +270,28 @@ func (s *session) dispatch() {
 	s.cur = nil
 	if s.curLane == nil {
 		close(j.done)
-		s.out <- j
+		s.pending = append(s.pending, j)
 		return
 	}
 	if s.last != nil && s.lastLane != s.curLane {
 		<-s.last.done
 	}
 	s.last, s.lastLane = j, s.curLane
-	s.out <- j
+	s.pending = append(s.pending, j)
 	s.curLane.submit(j)
-	// The lane and the writer goroutine now hold j's arguments: read the
-	// next commands into fresh memory.
-	s.arena = &arena{}
 }
 
-// drain dispatches everything and waits until the backend has answered it,
-// for commands that must see every earlier one finished.
+// drain dispatches everything, waits until the backend has answered it and
+// writes the replies, for commands that must see every earlier one finished
+// and answered (a blocking pop, SUBSCRIBE, WATCH, WAIT …).
 func (s *session) drain() {
+	s.flushReplies(true)
+}
+
+// reply queues a finished job, such as a blocking command's answer.
+func (s *session) reply(j *job) {
 	s.dispatch()
-	if s.last != nil {
-		<-s.last.done
-	}
+	s.pending = append(s.pending, j)
 }
 
 // readLane picks the lane for a read: the ordered writer while this
