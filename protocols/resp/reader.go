@@ -134,6 +134,9 @@ func (r *commandReader) read(a *arena) (command, error) {
 			}
 			return command{}, err
 		}
+		if len(line) == 0 {
+			return command{}, &ProtocolError{"expected '$', got ' '"}
+		}
 		if line[0] != '$' {
 			return command{}, &ProtocolError{"expected '$', got '" + string(line[0]) + "'"}
 		}

@@ -144,6 +144,9 @@ func parseValue(b []byte, depth int) (Value, int, error) {
 // number of bytes including the CRLF.
 func readLine(b []byte) ([]byte, int, error) {
 	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '\n' {
+			return nil, 0, fmt.Errorf("%w: LF without CR", ErrMalformed)
+		}
 		if b[i] == '\r' {
 			if b[i+1] != '\n' {
 				return nil, 0, fmt.Errorf("%w: CR without LF", ErrMalformed)
