@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -516,4 +517,46 @@ func (r *rawConn) expectClosed(t *testing.T) {
 	if _, err := r.br.ReadByte(); err == nil {
 		t.Fatal("connection still open after a protocol error")
 	}
+}
+
+// TestRESPDisconnectMidPipelineLeaksNothing drops clients in the middle of
+// pipelines (a torn command, unread replies, a pending blocking pop) and
+// checks that their sessions and goroutines go away.
+func TestRESPDisconnectMidPipelineLeaksNothing(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	c := n.client(t, 0)
+	ctx := context.Background()
+	connected := func() int {
+		info, err := c.Do(ctx, "REPLICAR", "INFO").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		for _, line := range strings.Split(info, "\r\n") {
+			if s, ok := strings.CutPrefix(line, "connected_clients:"); ok {
+				fmt.Sscan(s, &v)
+			}
+		}
+		return v
+	}
+	baseline := connected()
+	goroutines := runtime.NumGoroutine()
+	for i := range 30 {
+		raw := dialRaw(t, n.Addr)
+		var b []byte
+		for k := range 200 {
+			b = resp.AppendCommand(b, []byte("SET"), []byte(fmt.Sprintf("leak:%d:%d", i, k)), []byte("v"))
+		}
+		switch i % 3 {
+		case 0:
+			b = append(b, "*3\r\n$3\r\nSET\r\n$1\r\nk"...) // torn command
+		case 1:
+			b = resp.AppendCommand(b, []byte("BLPOP"), []byte("leak:never"), []byte("0"))
+		}
+		raw.sendRaw(t, string(b))
+		raw.conn.Close()
+	}
+	waitFor(t, func() bool { return connected() == baseline && blockedClients(t, c) == 0 })
+	waitFor(t, func() bool { return runtime.NumGoroutine() <= goroutines+2 })
 }

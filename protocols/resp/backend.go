@@ -365,18 +365,26 @@ func readMultiPreamble(br *bufio.Reader, n int) ([]byte, error) {
 	return firstErr, nil
 }
 
+// readExec reads the replies to MULTI, n queued commands and EXEC. It
+// returns the first queueing error (Redis then aborts the EXEC), the raw EXEC
+// reply and its parsed form.
+func readExec(br *bufio.Reader, n int) (queuedErr, execReply []byte, v Value, err error) {
+	if queuedErr, err = readMultiPreamble(br, n); err != nil {
+		return nil, nil, Value{}, err
+	}
+	if execReply, err = readReply(br, nil); err != nil {
+		return nil, nil, Value{}, err
+	}
+	if v, _, err = ParseValue(execReply); err != nil {
+		return nil, nil, Value{}, fmt.Errorf("parse EXEC reply: %w", err)
+	}
+	return queuedErr, execReply, v, nil
+}
+
 func (l *lane) receiveAtomicWrite(br *bufio.Reader, j *job, st *step) error {
-	queuedErr, err := readMultiPreamble(br, len(st.plan.Exec))
+	queuedErr, execReply, v, err := readExec(br, len(st.plan.Exec))
 	if err != nil {
 		return err
-	}
-	execReply, err := readReply(br, nil)
-	if err != nil {
-		return err
-	}
-	v, _, err := ParseValue(execReply)
-	if err != nil {
-		return fmt.Errorf("parse EXEC reply: %w", err)
 	}
 	switch {
 	case queuedErr != nil:
@@ -400,17 +408,9 @@ func (l *lane) receiveTx(br *bufio.Reader, j *job, st *step) error {
 	for _, p := range st.tx {
 		n += len(p.Exec)
 	}
-	queuedErr, err := readMultiPreamble(br, n)
+	queuedErr, execReply, v, err := readExec(br, n)
 	if err != nil {
 		return err
-	}
-	execReply, err := readReply(br, nil)
-	if err != nil {
-		return err
-	}
-	v, _, err := ParseValue(execReply)
-	if err != nil {
-		return fmt.Errorf("parse EXEC reply: %w", err)
 	}
 	switch {
 	case v.Kind == Array && len(v.Elems) == n:

@@ -251,21 +251,13 @@ func (srv *Server) execWatched(w *watchState, j *job) {
 		fail(err)
 		return
 	}
-	if _, err := readMultiPreamble(w.br, n); err != nil {
-		fail(err)
-		return
-	}
-	execReply, err := readReply(w.br, nil)
+	_, execReply, v, err := readExec(w.br, n)
 	if err != nil {
 		fail(err)
 		return
 	}
 	w.db = st.txDB
-	v, _, err := ParseValue(execReply)
 	switch {
-	case err != nil:
-		fail(err)
-		return
 	case v.Kind == Array && len(v.Elems) == n:
 		j.out = AppendValue(j.out, TxReply(st.tx, v))
 		st.replyEnd = len(j.out)
