@@ -43,7 +43,7 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./backlog/... ./ackpolicy/...
+	$(GO) test -run '^$$' -bench . -benchmem ./backlog/... ./ackpolicy/... ./protocols/resp/...
 
 # The main job on this machine: install what is missing, build, and start a
 # local node (see README).
