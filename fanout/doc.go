@@ -1,16 +1,77 @@
 // Package fanout streams the leader's backlog to its followers and tracks
 // their progress.
 //
-// It will hold, per DESIGN.md: per-follower progress (acked offset, lag in
-// entries and time, a bounded in-flight window, so a slow follower never holds
-// back the leader), ISR tracking (a follower whose lag stays over
-// REPLICAR_MAX_LAG leaves the ISR and rejoins once caught up), the streaming
-// sessions, and the replication wire protocol on REPLICAR_REPL_LISTEN:
-// framed, versioned and checksummed frames that carry the handshake (group,
-// node, last epoch, next offset), the leader's verdict from backlog.Log.Resume,
-// entry batches encoded with backlog.AppendRecord, heartbeats with the
-// committed offset, and acks.
+// It holds, per DESIGN.md, the replication wire protocol on
+// REPLICAR_REPL_LISTEN (frame.go) and the leader's per-follower progress and
+// ISR rules (progress.go). Both are pure: no sockets, no goroutines, no clock,
+// no logging; the streaming sessions that drive them live on top.
 //
-// Imports: backlog and ackpolicy. The progress and ISR rules are pure, with
-// time as an input, so they can be tested without sockets.
+// Imports: backlog and ackpolicy.
+//
+// # Frames
+//
+// Every message is one frame. AppendFrame encodes, DecodeFrame decodes from
+// the front of a buffer and says how many bytes it used, or ErrShortFrame when
+// more must be read first, so a reader appends what arrives and retries.
+//
+//	magic    2 bytes  0x52 0x52 ("RR")
+//	version  1 byte   FrameVersion (1)
+//	type     1 byte   FrameType
+//	length   u32 big-endian, body bytes (≤ MaxFrameBody)
+//	crc      u32 big-endian, CRC-32C (Castagnoli) of the 8 bytes above
+//	         followed by the body
+//	body     length bytes
+//
+// The checksum covers the header too, so a flipped type or length is caught,
+// not just a flipped body byte. Magic, version and length are checked as soon
+// as their bytes arrive: a peer speaking another protocol, or announcing a
+// body over MaxFrameBody, is refused before anything is buffered for it.
+//
+// Bodies are sequences of fields; uv is an unsigned LEB128 varint in its
+// minimal form (a padded varint is corrupt, so a frame has exactly one
+// encoding), str is uv length then bytes, i64 is the two's-complement value
+// as a uv. Every byte of the body must be used.
+//
+//	HELLO     (1) follower→leader: protocol uv, group str, node str,
+//	              last_epoch uv, next_offset uv,
+//	              history_count uv, then count × (epoch uv, start_offset uv)
+//	VERDICT   (2) leader→follower: verdict 1 byte (backlog.Verdict: 1
+//	              continue, 2 diverged, 3 fullresync, 4 refuse), from uv,
+//	              diverged_at uv, reason str, leader_epoch uv, leader_node str
+//	ENTRIES   (3) leader→follower: committed uv, count uv, then count
+//	              records as backlog.AppendRecord writes them
+//	HEARTBEAT (4) leader→follower: epoch uv, last uv, committed uv,
+//	              sent_unix_nano i64
+//	ACK       (5) follower→leader: applied uv, epoch uv, echo_unix_nano i64
+//	ERROR     (6) either way, then close: code uv (ErrCode*), message str
+//
+// Limits: names (group, node) ≤ MaxNameLen bytes, texts ≤ MaxTextLen,
+// history ≤ MaxHistory epochs. Counts are checked against the bytes left in
+// the body before anything is allocated, so a hostile count cannot make the
+// decoder allocate more than the frame's own size. The codec checks shape,
+// not meaning: that an ENTRIES batch is consecutive, that epochs do not go
+// down, or that the group matches is the session's to check.
+//
+// A session: the follower sends HELLO; the leader answers VERDICT (from
+// backlog.Log.Resume) and, on continue, streams ENTRIES from Verdict.From,
+// with HEARTBEATs while idle; the follower ACKs what it has applied, echoing
+// the latest heartbeat's timestamp so the leader can measure the round trip.
+//
+// # Progress and the ISR
+//
+// A Tracker is the leader's view of its followers, fed with events (Appended,
+// Connected, Disconnected, Sent, Ack), each with the time as an argument. Per
+// follower it keeps the acked offset, lag in entries (leader last − acked),
+// lag in time (how long since the oldest entry the follower lacks was
+// appended: Kafka's lastCaughtUpTime, from a bounded ring of append-time
+// samples), and an in-flight window (CanSend), so a slow follower stops being
+// sent to instead of growing a queue on the leader.
+//
+// The ISR rules: a member leaves when it has been behind, or disconnected, for
+// longer than Config.MaxLag; a non-member joins once it is connected and
+// caught up (within Config.CatchUpTolerance entries). Propose only proposes;
+// the caller publishes the new ISR (a CAS in NATS KV) and then confirms it
+// with SetISR. State, the input of ackpolicy.Commit, uses the confirmed ISR
+// only, so the leader never commits without a follower before the world can
+// see that follower is out.
 package fanout
