@@ -94,13 +94,9 @@ func (l *lane) failFor(ctx context.Context, d time.Duration) {
 		case <-t.C:
 			return
 		case j := <-l.jobs:
-			if j.exclusive != nil {
-				// An exclusive job runs on its own connection but still
-				// needs the writer's order; without the writer it fails.
-				j.fail(0, l.downMessage(), false)
-			} else {
-				j.fail(0, l.downMessage(), false)
-			}
+			// Exclusive jobs too: they run on their own connection but
+			// need the writer's order, so without the writer they fail.
+			j.fail(0, l.downMessage(), false)
 			close(j.done)
 		}
 	}

@@ -131,10 +131,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	// The lanes outlive the sessions: a session finishing its last replies
+	// at shutdown still needs them, so they stop only once every session
+	// has.
+	laneCtx, stopLanes := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLanes()
 	var wg sync.WaitGroup
-	wg.Go(func() { s.writer.run(ctx) })
+	wg.Go(func() { s.writer.run(laneCtx) })
 	for _, r := range s.readers {
-		wg.Go(func() { r.run(ctx) })
+		wg.Go(func() { r.run(laneCtx) })
 	}
 	wg.Go(func() {
 		<-ctx.Done()
@@ -192,6 +197,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cancel()
 	sessions.Wait()
+	stopLanes()
 	wg.Wait()
 	return nil
 }
