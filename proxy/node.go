@@ -77,10 +77,12 @@ func (n *RedisNode) Status() resp.Status {
 	return resp.Status{
 		Node:         n.cfg.NodeID,
 		Group:        n.cfg.Group,
+		Protocol:     string(n.cfg.Protocol),
 		Role:         "leader",
 		State:        "streaming",
 		Epoch:        snap.Epoch,
 		Leader:       n.cfg.NodeID,
+		LeaderAddr:   n.cfg.Listen,
 		Offset:       snap.Last,
 		Committed:    snap.Committed,
 		Applied:      snap.Last,

@@ -37,10 +37,12 @@ type Log interface {
 type Status struct {
 	Node         string
 	Group        string
+	Protocol     string
 	Role         string
 	State        string
 	Epoch        uint64
 	Leader       string
+	LeaderAddr   string
 	Offset       uint64
 	Committed    uint64
 	Applied      uint64
