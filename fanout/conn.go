@@ -1,0 +1,111 @@
+package fanout
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// PeerError is an ERROR frame received from the peer: the session is over.
+type PeerError struct {
+	Code    uint64
+	Message string
+}
+
+// Error formats the peer's code and message.
+func (e *PeerError) Error() string {
+	return fmt.Sprintf("fanout: peer error %d: %s", e.Code, e.Message)
+}
+
+// Is makes errors.Is(err, ErrRejected) hold for codes a retry cannot fix
+// (protocol, group).
+func (e *PeerError) Is(target error) bool {
+	return target == ErrRejected && (e.Code == ErrCodeProtocol || e.Code == ErrCodeGroup)
+}
+
+// ErrRejected means the leader refused the follower itself (another group,
+// an unknown node, an unsupported protocol): reconnecting will not help.
+var ErrRejected = errors.New("fanout: rejected by leader")
+
+// initialReadBuf is the frame reader's starting buffer; it grows up to the
+// largest frame the protocol allows, and only when a frame needs it.
+const initialReadBuf = 64 << 10
+
+// frameReader reads frames from a stream. The frame a call returns (entry
+// payloads in particular) aliases the reader's buffer and is valid until the
+// next call.
+type frameReader struct {
+	r          io.Reader
+	buf        []byte
+	start, end int
+}
+
+func newFrameReader(r io.Reader) *frameReader {
+	return &frameReader{r: r, buf: make([]byte, initialReadBuf)}
+}
+
+func (fr *frameReader) next() (Frame, error) {
+	for {
+		f, n, err := DecodeFrame(fr.buf[fr.start:fr.end])
+		if err == nil {
+			fr.start += n
+			return f, nil
+		}
+		if !errors.Is(err, ErrShortFrame) {
+			return Frame{}, err
+		}
+		if fr.start > 0 {
+			fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
+			fr.start = 0
+		}
+		if fr.end == len(fr.buf) {
+			// DecodeFrame has checked the announced length by now (or
+			// the header is incomplete, which fits any buffer), so
+			// growing is bounded by MaxFrameBody.
+			bigger := make([]byte, min(2*len(fr.buf), FrameHeaderSize+MaxFrameBody))
+			copy(bigger, fr.buf[:fr.end])
+			fr.buf = bigger
+		}
+		n, err = fr.r.Read(fr.buf[fr.end:])
+		fr.end += n
+		if err != nil && n == 0 {
+			if errors.Is(err, io.EOF) && fr.end > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return Frame{}, err
+		}
+	}
+}
+
+// frameWriter encodes frames into a reused buffer and writes each with a
+// deadline, so a peer that stops reading costs its own session a timeout and
+// nothing else.
+type frameWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+	buf     []byte
+}
+
+func (fw *frameWriter) write(f Frame) error {
+	fw.buf = AppendFrame(fw.buf[:0], f)
+	if fw.timeout > 0 {
+		if err := fw.conn.SetWriteDeadline(time.Now().Add(fw.timeout)); err != nil {
+			return fmt.Errorf("set write deadline: %w", err)
+		}
+	}
+	if _, err := fw.conn.Write(fw.buf); err != nil {
+		return fmt.Errorf("write %v: %w", f.Type, err)
+	}
+	if cap(fw.buf) > 4*initialReadBuf {
+		// Do not pin a huge batch's buffer for the session's life.
+		fw.buf = nil
+	}
+	return nil
+}
+
+// errorFrame builds an ERROR frame.
+func errorFrame(code uint64, format string, args ...any) Frame {
+	return Frame{Type: TypeError, Error: Error{Code: code, Message: fmt.Sprintf(format, args...)}}
+}
