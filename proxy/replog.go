@@ -27,6 +27,17 @@ type ReplLog struct {
 	groupSize  int
 	commits    *ackpolicy.Commits
 	ackTimeout time.Duration
+
+	// appended is closed by the next append, to wake follower streams.
+	appended chan struct{}
+	// followers is the followers' progress and the confirmed ISR, as the
+	// replication layer last reported it; nil while the node has none.
+	// It is a copy, not a callback, so that no other lock is ever taken
+	// under mu.
+	followers *ackpolicy.State
+	// onAppend tells the replication layer an entry was appended; it is
+	// called without mu held.
+	onAppend func(offset uint64)
 }
 
 // ReplLogOptions configures OpenReplLog.
@@ -51,6 +62,7 @@ func OpenReplLog(ctx context.Context, opts ReplLogOptions) (*ReplLog, wal.Recove
 		policy:     opts.Policy,
 		groupSize:  max(opts.GroupSize, 1),
 		ackTimeout: opts.AckTimeout,
+		appended:   make(chan struct{}),
 	}
 	var rec wal.Recovery
 	if opts.DataDir != "" {
@@ -85,8 +97,37 @@ func (r *ReplLog) Close() error {
 	return nil
 }
 
+// stateLocked is the ack-policy input: the followers' progress and ISR as
+// the replication layer reports them, with the leader's own offset taken
+// from the backlog (an entry is in the leader's backlog, durable as FSYNC
+// says, once Append returns).
 func (r *ReplLog) stateLocked() ackpolicy.State {
-	return ackpolicy.State{GroupSize: r.groupSize, Leader: r.log.Last()}
+	st := ackpolicy.State{GroupSize: r.groupSize}
+	if r.followers != nil {
+		st = *r.followers
+		st.Followers = append([]ackpolicy.Follower(nil), st.Followers...)
+		st.GroupSize = max(st.GroupSize, r.groupSize)
+	}
+	st.Leader = r.log.Last()
+	return st
+}
+
+// OnAppend registers the replication layer's append hook.
+func (r *ReplLog) OnAppend(fn func(offset uint64)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onAppend = fn
+}
+
+// UpdateFollowers records the followers' progress and the confirmed ISR
+// after acks or an ISR change, and recomputes the committed offset,
+// releasing the replies it covers.
+func (r *ReplLog) UpdateFollowers(st ackpolicy.State) {
+	r.mu.Lock()
+	r.followers = &st
+	cur := r.stateLocked()
+	r.mu.Unlock()
+	r.commits.Advance(ackpolicy.Commit(r.policy, cur))
 }
 
 // Admit says whether a write may execute under the ack policy now.
@@ -102,11 +143,23 @@ const walDropEvery = 1024
 
 // Append writes one entry under the current epoch and returns its offset.
 func (r *ReplLog) Append(payload []byte) (uint64, error) {
+	off, st, onAppend, err := r.appendLocked(payload)
+	if err != nil {
+		return 0, err
+	}
+	if onAppend != nil {
+		onAppend(off)
+	}
+	r.commits.Advance(ackpolicy.Commit(r.policy, st))
+	return off, nil
+}
+
+func (r *ReplLog) appendLocked(payload []byte) (uint64, ackpolicy.State, func(uint64), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	off, err := r.log.Append(r.epoch, payload)
 	if err != nil {
-		return 0, fmt.Errorf("append to backlog: %w", err)
+		return 0, ackpolicy.State{}, nil, fmt.Errorf("append to backlog: %w", err)
 	}
 	if r.wal != nil {
 		if err := r.wal.Append(backlog.Entry{Epoch: r.epoch, Offset: off, Payload: payload}); err != nil {
@@ -115,7 +168,7 @@ func (r *ReplLog) Append(payload []byte) (uint64, error) {
 			// restarts and recovers from what is on disk: writes fail
 			// loudly rather than go unlogged.
 			_ = r.log.TruncateAfter(off - 1)
-			return 0, fmt.Errorf("append to wal: %w", err)
+			return 0, ackpolicy.State{}, nil, fmt.Errorf("append to wal: %w", err)
 		}
 		if first := r.log.First(); first > r.dropped+walDropEvery {
 			if err := r.wal.DropBefore(first); err == nil {
@@ -123,8 +176,9 @@ func (r *ReplLog) Append(payload []byte) (uint64, error) {
 			}
 		}
 	}
-	r.commits.Advance(ackpolicy.Commit(r.policy, r.stateLocked()))
-	return off, nil
+	close(r.appended)
+	r.appended = make(chan struct{})
+	return off, r.stateLocked(), r.onAppend, nil
 }
 
 // WaitCommitted blocks until offset commits, for at most the ack timeout.
@@ -174,6 +228,49 @@ func (r *ReplLog) Entries(from uint64, maxBytes int) ([]backlog.Entry, error) {
 		got[i].Payload = append([]byte(nil), got[i].Payload...)
 	}
 	return got, nil
+}
+
+// The fanout.Source methods: followers stream the backlog through them.
+
+// Resume answers a follower's handshake from the backlog.
+func (r *ReplLog) Resume(lastEpoch, nextOffset uint64) backlog.Decision {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.log.Resume(lastEpoch, nextOffset)
+}
+
+// Read appends copies of the entries from offset from on to dst, so they
+// stay valid after the lock is released.
+func (r *ReplLog) Read(from uint64, maxBytes int, dst []backlog.Entry) ([]backlog.Entry, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	start := len(dst)
+	dst, err := r.log.Read(from, maxBytes, dst)
+	for i := start; i < len(dst); i++ {
+		dst[i].Payload = append([]byte(nil), dst[i].Payload...)
+	}
+	return dst, err
+}
+
+// Last is the position of the newest entry.
+func (r *ReplLog) Last() backlog.Position {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.log.LastPosition()
+}
+
+// Epoch is the epoch new entries are written under.
+func (r *ReplLog) Epoch() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.epoch
+}
+
+// Appended returns a channel closed by the next append.
+func (r *ReplLog) Appended() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.appended
 }
 
 // ErrNotImplemented marks a configuration the node cannot run yet.

@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/replicar/replicar/fanout"
+	"github.com/replicar/replicar/protocols/resp"
+)
+
+// ReplicationConfig is what a leader needs to serve its followers.
+type ReplicationConfig struct {
+	Group, Node string
+	// GroupSize is the number of nodes in the group, the leader included.
+	GroupSize int
+	// MaxLag is REPLICAR_MAX_LAG: how long a follower may stay behind
+	// before it leaves the ISR.
+	MaxLag time.Duration
+	// Heartbeat is the interval of heartbeats to followers (default 1s).
+	Heartbeat time.Duration
+}
+
+// ServeFollowers streams rl's backlog to the followers that connect on ln
+// until ctx ends. Their acknowledgements drive rl's commits under its ack
+// policy, and the ISR follows the tracker's proposals.
+//
+// In a static group the ISR change is applied as soon as it is proposed;
+// with the NATS election it is first published by CAS, so that a new
+// leader is only ever chosen from an ISR that held every committed write.
+func ServeFollowers(ctx context.Context, rl *ReplLog, ln net.Listener, cfg ReplicationConfig, logger zerolog.Logger) error {
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = 2 * time.Second
+	}
+	var leader *fanout.Leader
+	update := func() { rl.UpdateFollowers(leader.State(cfg.GroupSize)) }
+	leader = fanout.NewLeader(fanout.LeaderConfig{
+		Group:     cfg.Group,
+		Node:      cfg.Node,
+		Tracker:   fanout.Config{MaxLag: cfg.MaxLag},
+		Heartbeat: cfg.Heartbeat,
+		OnAck:     update,
+	}, rl, logger)
+	rl.OnAppend(leader.Appended)
+	defer rl.OnAppend(nil)
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// The ISR is re-evaluated a few times per MAX_LAG, so a stalled
+		// follower is dropped soon after it crosses the limit.
+		t := time.NewTicker(max(cfg.MaxLag/8, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				var change fanout.ISRChange
+				var changed bool
+				leader.WithTracker(func(tr *fanout.Tracker) {
+					if change, changed = tr.Propose(now); changed {
+						tr.SetISR(change.Members, now)
+					}
+				})
+				if changed {
+					logger.Info().Strs("isr", change.Members).Strs("added", change.Added).Strs("removed", change.Removed).Msg("isr changed")
+				}
+				update()
+			}
+		}
+	})
+	err := leader.Serve(ctx, ln)
+	wg.Wait()
+	return err
+}
+
+// FollowerConfig is what a follower node needs to replicate from a leader.
+type FollowerConfig struct {
+	Group, Node string
+	// LeaderAddr is the leader's replication address.
+	LeaderAddr string
+	// Backend is this node's own Redis, which the follower applies to.
+	Backend                      string
+	BackendUser, BackendPassword string
+}
+
+// ErrFullResyncNotWired means the follower needs a full resync, which the
+// node cannot run yet: the snapshot needs a source whose apply is paused
+// at a known offset.
+var ErrFullResyncNotWired = errors.New("full resync needed but not wired yet")
+
+// RunFollower applies the leader's backlog to the follower's own Redis,
+// exactly once (the position lives in the store, written with the data),
+// reconnecting after failures, until ctx ends. It returns the status it
+// keeps via the Follower handle passed to onStart.
+func RunFollower(ctx context.Context, cfg FollowerConfig, logger zerolog.Logger, onStart func(*fanout.Follower)) error {
+	app := resp.NewApplier(cfg.Backend, resp.ApplierOptions{User: cfg.BackendUser, Password: cfg.BackendPassword})
+	defer app.Close()
+	f := fanout.NewFollower(fanout.FollowerConfig{Group: cfg.Group, Node: cfg.Node, Addr: cfg.LeaderAddr}, app, logger)
+	if onStart != nil {
+		onStart(f)
+	}
+	err := f.Run(ctx)
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, fanout.ErrNeedFullResync):
+		return fmt.Errorf("follow %s: %w: %w", cfg.LeaderAddr, ErrFullResyncNotWired, err)
+	}
+	return err
+}

@@ -1,0 +1,223 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/replicar/replicar/ackpolicy"
+	"github.com/replicar/replicar/fanout"
+	"github.com/replicar/replicar/protocols/resp"
+	"github.com/replicar/replicar/proxy"
+)
+
+// group is a leader node and its followers, each with its own real
+// redis-server, replicating in-process over loopback TCP.
+type group struct {
+	replAddr  string
+	leader    *respNode
+	primary   string
+	replicas  []string
+	followers []*followerHandle
+}
+
+type followerHandle struct {
+	cancel context.CancelFunc
+	done   chan error
+	mu     sync.Mutex
+	f      *fanout.Follower
+}
+
+func (h *followerHandle) applied() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.f == nil {
+		return 0
+	}
+	return h.f.Status().Applied.Offset
+}
+
+func (h *followerHandle) stop(t *testing.T) {
+	h.cancel()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Errorf("follower: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("follower did not stop")
+	}
+}
+
+func startGroup(t *testing.T, policy ackpolicy.Policy, followers int, maxLag, ackTimeout time.Duration) *group {
+	t.Helper()
+	g := &group{}
+	primary := startRedis(t)
+	g.primary = primary.Addr
+	size := followers + 1
+	n := startRESPNode(t, primary.Addr, func(_ *resp.Config, o *proxy.ReplLogOptions) {
+		o.Policy, o.GroupSize, o.AckTimeout = policy, size, ackTimeout
+	})
+	g.leader = n
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.replAddr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- proxy.ServeFollowers(ctx, n.Node.ReplLog, ln, proxy.ReplicationConfig{
+			Group: "g", Node: "n1", GroupSize: size, MaxLag: maxLag, Heartbeat: 100 * time.Millisecond,
+		}, testLogger(t))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
+	for i := range followers {
+		r := startRedis(t)
+		g.replicas = append(g.replicas, r.Addr)
+		g.followers = append(g.followers, g.startFollower(t, fmt.Sprintf("n%d", i+2), ln.Addr().String(), r.Addr))
+	}
+	// Writes are refused (NOREPLICAS) until enough followers joined the
+	// ISR for the policy.
+	c := n.client(t, 0)
+	waitFor(t, func() bool { return c.Set(context.Background(), "group:ready", "1", 0).Err() == nil })
+	return g
+}
+
+func (g *group) startFollower(t *testing.T, node, leaderAddr, backend string) *followerHandle {
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &followerHandle{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		h.done <- proxy.RunFollower(ctx, proxy.FollowerConfig{Group: "g", Node: node, LeaderAddr: leaderAddr, Backend: backend},
+			testLogger(t), func(f *fanout.Follower) { h.mu.Lock(); h.f = f; h.mu.Unlock() })
+	}()
+	t.Cleanup(func() { cancel() })
+	return h
+}
+
+// caughtUp waits until every running follower has applied the leader's
+// last entry.
+func (g *group) caughtUp(t *testing.T, hs ...*followerHandle) {
+	t.Helper()
+	last := g.leader.Node.Snapshot().Last
+	waitFor(t, func() bool {
+		for _, h := range hs {
+			if h.applied() < last {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// sameData stops the followers, drops their position markers, and requires
+// every replica to hold exactly the primary's data, expiry times included.
+func (g *group) sameData(t *testing.T) {
+	t.Helper()
+	for _, h := range g.followers {
+		h.stop(t)
+	}
+	want := digest(t, g.primary)
+	for _, r := range g.replicas {
+		c := redis.NewClient(&redis.Options{Addr: r, Protocol: 2})
+		if err := c.Del(context.Background(), "__replicar:pos").Err(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if got := digest(t, r); got != want {
+			diffKeys(t, g.primary, r, 3)
+			t.Fatalf("replica %s digest %s, primary %s", r, got, want)
+		}
+	}
+}
+
+// TestReplicationQuorumWorkload: the randomized workload through a leader
+// under quorum reaches two followers; every acknowledged write was on a
+// majority when acknowledged, and the replicas end identical to the primary.
+func TestReplicationQuorumWorkload(t *testing.T) {
+	g := startGroup(t, ackpolicy.QuorumAcks(), 2, 2*time.Second, 5*time.Second)
+	ctx := context.Background()
+	script := redis.NewScript(`redis.call('SET', KEYS[1], ARGV[1]); return redis.call('SADD', KEYS[2], ARGV[1])`)
+	lib := "#!lua name=replicartest\nredis.register_function('bump', function(keys, args) return redis.call('INCRBY', keys[1], args[1]) end)"
+	if err := g.leader.client(t, 0).Do(ctx, "FUNCTION", "LOAD", "REPLACE", lib).Err(); err != nil {
+		t.Fatalf("FUNCTION LOAD: %v", err)
+	}
+	var wg sync.WaitGroup
+	var acked atomic.Int64
+	for w := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			clients := []*redis.Client{g.leader.client(t, 0), g.leader.client(t, 1), g.leader.client(t, 2)}
+			for i := range 150 {
+				err := randomOp(ctx, rng, clients[rng.IntN(3)], script, w, i)
+				if err != nil && err != redis.Nil && !expectedErr(err) {
+					t.Errorf("worker %d op %d: %v", w, i, err)
+					return
+				}
+				acked.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	snap := g.leader.Node.Snapshot()
+	if snap.Committed != snap.Last {
+		t.Fatalf("committed %d, last %d after every reply", snap.Committed, snap.Last)
+	}
+	g.caughtUp(t, g.followers...)
+	t.Logf("%d operations, %d entries replicated to 2 followers", acked.Load(), snap.Last)
+	g.sameData(t)
+}
+
+// TestReplicationAckPolicies: under all with min insync 3 a stalled
+// follower first holds replies (UNCOMMITTED after the ack timeout), then
+// leaves the ISR after MAX_LAG and writes are refused before execution
+// (NOREPLICAS); when it comes back it catches up from its own position
+// and rejoins, and writes flow again.
+func TestReplicationAckPolicies(t *testing.T) {
+	g := startGroup(t, ackpolicy.AllISRAcks(3), 2, 500*time.Millisecond, 300*time.Millisecond)
+	ctx := context.Background()
+	c := g.leader.client(t, 0)
+	for i := range 50 {
+		if err := c.Set(ctx, fmt.Sprintf("ap:%d", i), i, 0).Err(); err != nil {
+			t.Fatalf("write with a full ISR: %v", err)
+		}
+	}
+	// Stop one follower: writes are held, then UNCOMMITTED or NOREPLICAS.
+	g.followers[1].stop(t)
+	sawUncommitted, sawNoReplicas := false, false
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(deadline) && !sawNoReplicas; i++ {
+		err := c.Set(ctx, fmt.Sprintf("ap:down:%d", i), i, 0).Err()
+		switch {
+		case err == nil:
+		case strings.HasPrefix(err.Error(), "UNCOMMITTED"):
+			sawUncommitted = true
+		case strings.HasPrefix(err.Error(), "NOREPLICAS"):
+			sawNoReplicas = true
+			if exists := redis.NewClient(&redis.Options{Addr: g.primary}).Exists(ctx, fmt.Sprintf("ap:down:%d", i)).Val(); exists != 0 {
+				t.Fatal("a write refused with NOREPLICAS was executed")
+			}
+		default:
+			t.Fatalf("write with a follower down: %v", err)
+		}
+	}
+	if !sawUncommitted || !sawNoReplicas {
+		t.Fatalf("follower down: UNCOMMITTED seen %v, NOREPLICAS seen %v", sawUncommitted, sawNoReplicas)
+	}
+	// Restart it on its own store: partial resync from its marker.
+	g.followers[1] = g.startFollower(t, "n3", g.replAddr, g.replicas[1])
+	waitFor(t, func() bool { return c.Set(ctx, "ap:back", "1", 0).Err() == nil })
+	g.caughtUp(t, g.followers...)
+	g.sameData(t)
+}
