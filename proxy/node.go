@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"sync"
 
 	"github.com/rs/zerolog"
 
@@ -50,7 +53,8 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		}
 		ev.Str("recovery", rec.String()).Msg("wal recovered")
 	}
-	node := &RedisNode{ReplLog: rl, cfg: cfg}
+	repl := NewLeaderReplication(rl, ReplicationConfig{Group: cfg.Group, Node: cfg.NodeID, GroupSize: 1, MaxLag: cfg.MaxLag}, logger)
+	node := NewRedisNode(rl, cfg, repl)
 	srv := resp.NewServer(resp.Config{
 		Listen:            cfg.Listen,
 		Backend:           cfg.Backend,
@@ -62,19 +66,58 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		AckTimeoutDegrade: cfg.AckTimeoutMode == AckTimeoutDegrade,
 		Logger:            logger,
 	}, node)
-	return srv.Run(ctx)
+	replLn, err := net.Listen("tcp", cfg.ReplListen)
+	if err != nil {
+		return fmt.Errorf("replication listen %s: %w", cfg.ReplListen, err)
+	}
+
+	// The front end, the replication port and the HTTP endpoints run
+	// together; the first to fail stops the others.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	run := func(name string, fn func() error) {
+		wg.Go(func() {
+			if err := fn(); err != nil {
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		})
+	}
+	run("resp", func() error { return srv.Run(ctx) })
+	run("replication", func() error { return repl.Serve(ctx, replLn) })
+	run("http", func() error {
+		return ServeHTTP(ctx, cfg.HTTPListen, NewHTTPHandler(func() Status {
+			return StatusFromRESP(node.Status(), srv.BackendUp())
+		}), logger)
+	})
+	wg.Wait()
+	if parent.Err() != nil {
+		return nil // asked to stop
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // RedisNode adapts a ReplLog to what the RESP front end needs.
 type RedisNode struct {
 	*ReplLog
 	cfg Config
+	// Repl is the leader's replication, when it serves followers.
+	Repl *LeaderReplication
+}
+
+// NewRedisNode returns the node for cfg over rl.
+func NewRedisNode(rl *ReplLog, cfg Config, repl *LeaderReplication) *RedisNode {
+	return &RedisNode{ReplLog: rl, cfg: cfg, Repl: repl}
 }
 
 // Status reports the node for REPLICAR INFO.
 func (n *RedisNode) Status() resp.Status {
 	snap := n.Snapshot()
-	return resp.Status{
+	st := resp.Status{
 		Node:         n.cfg.NodeID,
 		Group:        n.cfg.Group,
 		Protocol:     string(n.cfg.Protocol),
@@ -92,4 +135,13 @@ func (n *RedisNode) Status() resp.Status {
 		ISR:          []string{n.cfg.NodeID},
 		AckPolicy:    snap.Policy,
 	}
+	if n.Repl != nil {
+		ls := n.Repl.Status()
+		st.ISR = ls.ISR
+		for _, f := range ls.Followers {
+			st.Followers = append(st.Followers, resp.FollowerStatus{Node: f.Node, Acked: f.Acked,
+				LagEntries: f.LagEntries, LagSeconds: f.LagSeconds, InSync: f.InSync, Connected: f.Connected})
+		}
+	}
+	return st
 }

@@ -34,18 +34,42 @@ type ReplicationConfig struct {
 // with the NATS election it is first published by CAS, so that a new
 // leader is only ever chosen from an ISR that held every committed write.
 func ServeFollowers(ctx context.Context, rl *ReplLog, ln net.Listener, cfg ReplicationConfig, logger zerolog.Logger) error {
+	return NewLeaderReplication(rl, cfg, logger).Serve(ctx, ln)
+}
+
+// LeaderReplication is a leader's side of replication: the fanout leader
+// over its ReplLog, and the ISR upkeep.
+type LeaderReplication struct {
+	rl     *ReplLog
+	cfg    ReplicationConfig
+	leader *fanout.Leader
+	logger zerolog.Logger
+}
+
+// NewLeaderReplication prepares to serve rl's backlog to followers.
+func NewLeaderReplication(rl *ReplLog, cfg ReplicationConfig, logger zerolog.Logger) *LeaderReplication {
 	if cfg.MaxLag <= 0 {
 		cfg.MaxLag = 2 * time.Second
 	}
-	var leader *fanout.Leader
-	update := func() { rl.UpdateFollowers(leader.State(cfg.GroupSize)) }
-	leader = fanout.NewLeader(fanout.LeaderConfig{
+	lr := &LeaderReplication{rl: rl, cfg: cfg, logger: logger}
+	lr.leader = fanout.NewLeader(fanout.LeaderConfig{
 		Group:     cfg.Group,
 		Node:      cfg.Node,
 		Tracker:   fanout.Config{MaxLag: cfg.MaxLag},
 		Heartbeat: cfg.Heartbeat,
-		OnAck:     update,
+		OnAck:     lr.update,
 	}, rl, logger)
+	return lr
+}
+
+func (lr *LeaderReplication) update() { lr.rl.UpdateFollowers(lr.leader.State(lr.cfg.GroupSize)) }
+
+// Status reports the followers, the ISR and the committed offset.
+func (lr *LeaderReplication) Status() fanout.LeaderStatus { return lr.leader.Status() }
+
+// Serve streams to the followers that connect on ln until ctx ends.
+func (lr *LeaderReplication) Serve(ctx context.Context, ln net.Listener) error {
+	rl, cfg, leader, logger, update := lr.rl, lr.cfg, lr.leader, lr.logger, lr.update
 	rl.OnAppend(leader.Appended)
 	defer rl.OnAppend(nil)
 

@@ -2,7 +2,11 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -74,11 +78,11 @@ func startGroup(t *testing.T, policy ackpolicy.Policy, followers int, maxLag, ac
 	g.replAddr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() {
-		served <- proxy.ServeFollowers(ctx, n.Node.ReplLog, ln, proxy.ReplicationConfig{
-			Group: "g", Node: "n1", GroupSize: size, MaxLag: maxLag, Heartbeat: 100 * time.Millisecond,
-		}, testLogger(t))
-	}()
+	lr := proxy.NewLeaderReplication(n.Node.ReplLog, proxy.ReplicationConfig{
+		Group: "g", Node: "n1", GroupSize: size, MaxLag: maxLag, Heartbeat: 100 * time.Millisecond,
+	}, testLogger(t))
+	n.Node.Repl = lr
+	go func() { served <- lr.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		<-served
@@ -176,7 +180,61 @@ func TestReplicationQuorumWorkload(t *testing.T) {
 	}
 	g.caughtUp(t, g.followers...)
 	t.Logf("%d operations, %d entries replicated to 2 followers", acked.Load(), snap.Last)
+	g.checkStatus(t, snap.Last)
 	g.sameData(t)
+}
+
+// checkStatus reads /status, /readyz, /metrics and REPLICAR INFO from the
+// leader and requires both followers caught up and in sync.
+func (g *group) checkStatus(t *testing.T, last uint64) {
+	t.Helper()
+	h := proxy.NewHTTPHandler(func() proxy.Status {
+		return proxy.StatusFromRESP(g.leader.Node.Status(), g.leader.Srv.BackendUp())
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var st proxy.Status
+	waitFor(t, func() bool {
+		res, err := http.Get(srv.URL + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		st = proxy.Status{}
+		if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Followers) != 2 || len(st.ISR) != 3 {
+			return false
+		}
+		for _, f := range st.Followers {
+			if f.Acked != last || f.LagEntries != 0 || !f.InSync || !f.Connected {
+				return false
+			}
+		}
+		return st.Offset == last && st.Committed == last
+	})
+	if st.Role != "leader" || st.State != "streaming" {
+		t.Fatalf("status: %+v", st)
+	}
+	if res, err := http.Get(srv.URL + "/readyz"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz: %v %v", res, err)
+	}
+	res, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{`replicar_follower_lag_entries{follower="n2"} 0`, "replicar_isr_size 3", fmt.Sprintf("replicar_committed_offset %d", last)} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	info, err := g.leader.client(t, 0).Do(context.Background(), "REPLICAR", "INFO").Text()
+	if err != nil || !strings.Contains(info, "connected_followers:2") || !strings.Contains(info, "follower1:node=n3,acked="+fmt.Sprint(last)) {
+		t.Errorf("REPLICAR INFO:\n%s", info)
+	}
 }
 
 // TestReplicationAckPolicies: under all with min insync 3 a stalled

@@ -203,7 +203,7 @@ func TestRunLogsMaskedConfigAndStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // as if the signal came at once
 	code, out, errOut := runCmd(t, ctx, env("REPLICAR_PASSWORD=hunter2", "REPLICAR_GROUP=g1", "REPLICAR_ACKS=3",
-		"REPLICAR_BACKEND=127.0.0.1:1", "REPLICAR_LISTEN=127.0.0.1:0"))
+		"REPLICAR_BACKEND=127.0.0.1:1", "REPLICAR_LISTEN=127.0.0.1:0", "REPLICAR_REPL_LISTEN=127.0.0.1:0", "REPLICAR_HTTP_LISTEN=127.0.0.1:0"))
 	if code != exitOK || out != "" {
 		t.Fatalf("run: code %d, stdout %q", code, out)
 	}
@@ -237,7 +237,7 @@ func TestRunLogsMaskedConfigAndStopsOnCancel(t *testing.T) {
 func TestRunLogFormatAndLevel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	node := []string{"REPLICAR_BACKEND=127.0.0.1:1", "REPLICAR_LISTEN=127.0.0.1:0"}
+	node := []string{"REPLICAR_BACKEND=127.0.0.1:1", "REPLICAR_LISTEN=127.0.0.1:0", "REPLICAR_REPL_LISTEN=127.0.0.1:0", "REPLICAR_HTTP_LISTEN=127.0.0.1:0"}
 	_, _, errOut := runCmd(t, ctx, env(append(node, "REPLICAR_LOG_FORMAT=console")...))
 	if strings.HasPrefix(errOut, "{") || !strings.Contains(errOut, "starting replicar") || !strings.Contains(errOut, "node=n1") {
 		t.Errorf("console log:\n%s", errOut)

@@ -59,7 +59,7 @@ func TestBinary(t *testing.T) {
 		cmd := exec.Command(bin)
 		// The backend is a port nothing listens on: the node serves
 		// clients (with "backend unavailable") and retries it.
-		cmd.Env = append(cleanEnv, "REPLICAR_PASSWORD=hunter2", "REPLICAR_BACKEND=127.0.0.1:1", "REPLICAR_LISTEN=127.0.0.1:0")
+		cmd.Env = append(cleanEnv, "REPLICAR_PASSWORD=hunter2", "REPLICAR_BACKEND=127.0.0.1:1", "REPLICAR_LISTEN=127.0.0.1:0", "REPLICAR_REPL_LISTEN=127.0.0.1:0", "REPLICAR_HTTP_LISTEN=127.0.0.1:0")
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -51,6 +51,18 @@ type Status struct {
 	BacklogLimit int64
 	ISR          []string
 	AckPolicy    string
+	// Followers is filled in on the leader only.
+	Followers []FollowerStatus
+}
+
+// FollowerStatus is one follower as the leader sees it.
+type FollowerStatus struct {
+	Node       string
+	Acked      uint64
+	LagEntries uint64
+	LagSeconds float64
+	InSync     bool
+	Connected  bool
 }
 
 // Config configures a Server.

@@ -364,3 +364,7 @@ func (s *Server) unknownOutcome(st step) {
 // TLSListener wraps ln with the given server TLS config, for rediss-style
 // clients.
 func TLSListener(ln net.Listener, cfg *tls.Config) net.Listener { return tls.NewListener(ln, cfg) }
+
+// BackendUp reports whether the ordered writer is connected to the
+// backend, which is what serving writes needs.
+func (s *Server) BackendUp() bool { return s.writer.up.Load() }

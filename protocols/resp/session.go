@@ -726,6 +726,12 @@ func (srv *Server) info() string {
 	w("backlog_first_offset", st.BacklogFirst)
 	w("backlog_bytes", st.BacklogBytes)
 	w("backlog_limit_bytes", st.BacklogLimit)
+	w("connected_followers", len(st.Followers))
+	for i, f := range st.Followers {
+		// One line per follower, like Redis's slave0:ip=…,offset=….
+		w(fmt.Sprintf("follower%d", i), fmt.Sprintf("node=%s,acked=%d,lag_entries=%d,lag_seconds=%.3f,in_sync=%t,connected=%t",
+			f.Node, f.Acked, f.LagEntries, f.LagSeconds, f.InSync, f.Connected))
+	}
 	b.WriteString("# Proxy\r\n")
 	w("backend", srv.cfg.Backend)
 	w("backend_up", srv.writer.up.Load())
