@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/replicar/replicar/ackpolicy"
+	"github.com/replicar/replicar/backlog"
 	"github.com/replicar/replicar/backlog/wal"
 	"github.com/replicar/replicar/protocols/resp"
 )
@@ -108,6 +109,36 @@ type RedisNode struct {
 	// Repl is the leader's replication, when it serves followers.
 	Repl *LeaderReplication
 }
+
+// SnapshotInto rebuilds a follower's store from this leader's primary: it
+// pauses writes on the ordered writer (reads go on), copies every key with
+// its absolute expiry into target, and sets the target's position to the
+// backlog's last entry, from which the follower then streams. The pause
+// lasts as long as the copy, so a follower is the better source for large
+// stores; this is the leader-with-a-short-pause path of DESIGN.md.
+func (n *RedisNode) SnapshotInto(ctx context.Context, srv *resp.Server, target string, logger zerolog.Logger) (backlog.Position, error) {
+	var pos backlog.Position
+	err := srv.Exclusive(ctx, func() error {
+		pos = n.Last()
+		opts := resp.SnapshotOptions{
+			SourceUser: n.cfg.BackendUser, SourcePassword: n.cfg.BackendPassword,
+			TargetUser: n.cfg.BackendUser, TargetPassword: n.cfg.BackendPassword,
+			Position: &pos,
+			Progress: func(st resp.SnapshotStats) {
+				logger.Info().Str("target", target).Int64("keys", st.Keys).Int64("bytes", st.Bytes).
+					Float64("keys_per_sec", st.KeysPerSec).Dur("eta", st.ETA).Bool("done", st.Done).Msg("full resync copy")
+			},
+		}
+		_, err := resp.CopySnapshot(ctx, n.backend(), target, opts)
+		return err
+	})
+	if err != nil {
+		return backlog.Position{}, fmt.Errorf("snapshot into %s: %w", target, err)
+	}
+	return pos, nil
+}
+
+func (n *RedisNode) backend() string { return n.cfg.Backend }
 
 // NewRedisNode returns the node for cfg over rl.
 func NewRedisNode(rl *ReplLog, cfg Config, repl *LeaderReplication) *RedisNode {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/replicar/replicar/backlog"
 	"github.com/replicar/replicar/fanout"
 	"github.com/replicar/replicar/protocols/resp"
 )
@@ -111,6 +112,10 @@ type FollowerConfig struct {
 	// Backend is this node's own Redis, which the follower applies to.
 	Backend                      string
 	BackendUser, BackendPassword string
+	// Resync rebuilds the follower's store when the leader cannot stream
+	// to it (out of retention, diverged, wiped store) and returns the
+	// position the copy stands at. nil means a full resync is an error.
+	Resync func(ctx context.Context, target string) (backlog.Position, error)
 }
 
 // ErrFullResyncNotWired means the follower needs a full resync, which the
@@ -129,12 +134,22 @@ func RunFollower(ctx context.Context, cfg FollowerConfig, logger zerolog.Logger,
 	if onStart != nil {
 		onStart(f)
 	}
-	err := f.Run(ctx)
-	switch {
-	case ctx.Err() != nil:
-		return nil
-	case errors.Is(err, fanout.ErrNeedFullResync):
-		return fmt.Errorf("follow %s: %w: %w", cfg.LeaderAddr, ErrFullResyncNotWired, err)
+	for {
+		err := f.Run(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, fanout.ErrNeedFullResync) && cfg.Resync != nil:
+			logger.Warn().Err(err).Msg("full resync")
+			pos, rerr := cfg.Resync(ctx, cfg.Backend)
+			if rerr != nil {
+				return fmt.Errorf("full resync: %w", rerr)
+			}
+			logger.Info().Stringer("position", pos).Msg("full resync done; streaming from the snapshot")
+			continue
+		case errors.Is(err, fanout.ErrNeedFullResync):
+			return fmt.Errorf("follow %s: %w: %w", cfg.LeaderAddr, ErrFullResyncNotWired, err)
+		}
+		return err
 	}
-	return err
 }

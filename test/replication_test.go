@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/replicar/replicar/ackpolicy"
+	"github.com/replicar/replicar/backlog"
 	"github.com/replicar/replicar/fanout"
 	"github.com/replicar/replicar/protocols/resp"
 	"github.com/replicar/replicar/proxy"
@@ -61,15 +62,15 @@ func (h *followerHandle) stop(t *testing.T) {
 	}
 }
 
-func startGroup(t *testing.T, policy ackpolicy.Policy, followers int, maxLag, ackTimeout time.Duration) *group {
+func startGroup(t *testing.T, policy ackpolicy.Policy, followers int, maxLag, ackTimeout time.Duration, opts ...nodeOption) *group {
 	t.Helper()
 	g := &group{}
 	primary := startRedis(t)
 	g.primary = primary.Addr
 	size := followers + 1
-	n := startRESPNode(t, primary.Addr, func(_ *resp.Config, o *proxy.ReplLogOptions) {
+	n := startRESPNode(t, primary.Addr, append([]nodeOption{func(_ *resp.Config, o *proxy.ReplLogOptions) {
 		o.Policy, o.GroupSize, o.AckTimeout = policy, size, ackTimeout
-	})
+	}}, opts...)...)
 	g.leader = n
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -103,7 +104,10 @@ func (g *group) startFollower(t *testing.T, node, leaderAddr, backend string) *f
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &followerHandle{cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		h.done <- proxy.RunFollower(ctx, proxy.FollowerConfig{Group: "g", Node: node, LeaderAddr: leaderAddr, Backend: backend},
+		h.done <- proxy.RunFollower(ctx, proxy.FollowerConfig{Group: "g", Node: node, LeaderAddr: leaderAddr, Backend: backend,
+			Resync: func(ctx context.Context, target string) (backlog.Position, error) {
+				return g.leader.Node.SnapshotInto(ctx, g.leader.Srv, target, testLogger(t))
+			}},
 			testLogger(t), func(f *fanout.Follower) { h.mu.Lock(); h.f = f; h.mu.Unlock() })
 	}()
 	t.Cleanup(func() { cancel() })
@@ -277,5 +281,69 @@ func TestReplicationAckPolicies(t *testing.T) {
 	g.followers[1] = g.startFollower(t, "n3", g.replAddr, g.replicas[1])
 	waitFor(t, func() bool { return c.Set(ctx, "ap:back", "1", 0).Err() == nil })
 	g.caughtUp(t, g.followers...)
+	g.sameData(t)
+}
+
+// TestReplicationFullResync: a follower that was away while the backlog
+// moved past its position, and one whose store was wiped, are rebuilt from
+// a snapshot while writes go on, and end equal to the primary. The writes
+// are INCR and LPUSH, which would show any entry applied twice or missed.
+func TestReplicationFullResync(t *testing.T) {
+	g := startGroup(t, ackpolicy.QuorumAcks(), 2, 2*time.Second, 5*time.Second,
+		func(_ *resp.Config, o *proxy.ReplLogOptions) { o.BacklogBytes = 16 << 10 })
+	ctx := context.Background()
+	c := g.leader.client(t, 0)
+	write := func(i int) error {
+		if err := c.Incr(ctx, "fr:counter").Err(); err != nil {
+			return err
+		}
+		return c.LPush(ctx, fmt.Sprintf("fr:list:%d", i%7), i).Err()
+	}
+	for i := range 100 {
+		if err := write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.caughtUp(t, g.followers...)
+	// n3 goes away; n2 stays, so quorum still commits.
+	g.followers[1].stop(t)
+	for i := range 2000 {
+		if err := write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if first := g.leader.Node.Snapshot().First; first <= 202 {
+		t.Fatalf("backlog still holds offset %d; the test needs it evicted", first)
+	}
+	// n2 goes away too and its store is wiped. Quorum needs it back: keep
+	// writing from a goroutine that retries until then.
+	g.followers[0].stop(t)
+	wipe := redis.NewClient(&redis.Options{Addr: g.replicas[0], Protocol: 2})
+	if err := wipe.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	wipe.Close()
+	stop := make(chan struct{})
+	var writes sync.WaitGroup
+	var during atomic.Int64
+	writes.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := write(i); err == nil {
+				during.Add(1)
+			}
+		}
+	})
+	g.followers[0] = g.startFollower(t, "n2", g.replAddr, g.replicas[0])
+	g.followers[1] = g.startFollower(t, "n3", g.replAddr, g.replicas[1])
+	waitFor(t, func() bool { return during.Load() > 200 })
+	close(stop)
+	writes.Wait()
+	g.caughtUp(t, g.followers...)
+	t.Logf("%d writes succeeded while both followers resynced", during.Load())
 	g.sameData(t)
 }

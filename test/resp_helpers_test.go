@@ -53,7 +53,7 @@ func startRESPNode(t *testing.T, backend string, opts ...nodeOption) *respNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := &proxy.RedisNode{ReplLog: rl}
+	node := proxy.NewRedisNode(rl, proxy.Config{Backend: backend, NodeID: "n1", Group: "g", Protocol: proxy.ProtocolRedis, Listen: cfg.Listen}, nil)
 	srv := resp.NewServer(cfg, node)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -368,3 +368,26 @@ func TLSListener(ln net.Listener, cfg *tls.Config) net.Listener { return tls.New
 // BackendUp reports whether the ordered writer is connected to the
 // backend, which is what serving writes needs.
 func (s *Server) BackendUp() bool { return s.writer.up.Load() }
+
+// Exclusive runs fn on the ordered writer with every earlier write answered
+// and no later one sent until fn returns: the primary is quiescent for
+// writes while fn runs, which is what a consistent snapshot of it needs.
+// Reads go on meanwhile.
+func (s *Server) Exclusive(ctx context.Context, fn func() error) error {
+	var fnErr error
+	ran := false
+	j := newJob()
+	j.exclusive = func(*job) { ran, fnErr = true, fn() }
+	s.writer.submit(j)
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		// The job still runs to completion; its result is dropped.
+		return ctx.Err()
+	}
+	if !ran {
+		// The lane failed the job instead of running it.
+		return errors.New(s.writer.downMessage())
+	}
+	return fnErr
+}
