@@ -477,12 +477,8 @@ func (a *Applier) readTx(t *applyTx) (backlog.Position, error) {
 // read reads and parses one reply; its strings alias a buffer reused by
 // the next read.
 func (a *Applier) read() (Value, error) {
-	var err error
-	a.rbuf, err = readReply(a.br, a.rbuf[:0])
-	if err != nil {
-		return Value{}, err
-	}
-	v, _, err := ParseValue(a.rbuf)
+	v, buf, err := readValue(a.br, a.rbuf)
+	a.rbuf = buf
 	return v, err
 }
 

@@ -77,3 +77,15 @@ func grow(dst []byte, n int) []byte {
 	}
 	return dst[:len(dst)+n]
 }
+
+// readValue reads one reply into buf, which it reuses, and parses it. The
+// value's strings alias the returned buffer, so they are valid until the
+// next read into it.
+func readValue(br *bufio.Reader, buf []byte) (Value, []byte, error) {
+	buf, err := readReply(br, buf[:0])
+	if err != nil {
+		return Value{}, buf, err
+	}
+	v, _, err := ParseValue(buf)
+	return v, buf, err
+}

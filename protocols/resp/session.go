@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,6 +220,7 @@ func uncommittedMessage(err error) string {
 
 func detail(err error) string { return "(" + err.Error() + ")" }
 
+// cleanup releases the client's own backend connections (WATCH, pub/sub).
 func (s *session) cleanup() {
 	if s.watch != nil {
 		s.watch.close()
@@ -604,14 +606,7 @@ func (s *session) reset() {
 	s.db = 0
 	s.multi = nil
 	s.name = ""
-	if s.watch != nil {
-		s.watch.close()
-		s.watch = nil
-	}
-	if s.pubsub != nil {
-		s.pubsub.close()
-		s.pubsub = nil
-	}
+	s.cleanup()
 	if s.srv.cfg.Password != "" {
 		s.authed = false
 		s.cr.lim = unauthenticatedLimits
@@ -750,17 +745,9 @@ func (srv *Server) info() string {
 	for k := range rewrites {
 		keys = append(keys, k)
 	}
-	sortStrings(keys)
+	slices.Sort(keys)
 	for _, k := range keys {
 		w("rewrites_"+strings.ReplaceAll(k, "-", "_"), rewrites[k])
 	}
 	return b.String()
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }

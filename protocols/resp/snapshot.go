@@ -633,12 +633,8 @@ func (c *snapConn) flush() error {
 
 // read reads one reply; its strings alias a buffer the next read reuses.
 func (c *snapConn) read() (Value, error) {
-	var err error
-	c.rbuf, err = readReply(c.br, c.rbuf[:0])
-	if err != nil {
-		return Value{}, err
-	}
-	v, _, err := ParseValue(c.rbuf)
+	v, buf, err := readValue(c.br, c.rbuf)
+	c.rbuf = buf
 	return v, err
 }
 
