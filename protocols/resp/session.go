@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,14 @@ const maxPending = 64
 
 func (s *session) serve(ctx context.Context) {
 	s.ctx = ctx
+	defer func() {
+		// A bug triggered by one client must not take the node, and every
+		// other client, down with it: log it loudly and drop this client.
+		if r := recover(); r != nil {
+			s.srv.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("bug: client session panicked; connection closed")
+			s.conn.Close()
+		}
+	}()
 	defer func() {
 		s.closed.Store(true)
 		s.flushReplies(true)
