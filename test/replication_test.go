@@ -408,3 +408,42 @@ func TestReplicationPartialResyncAndPubSub(t *testing.T) {
 	}
 	g.sameData(t)
 }
+
+// TestReplicationMinInsync: under all with MIN_INSYNC=2, stopping both
+// followers turns writes into NOREPLICAS, refused before execution (nothing
+// is half-written); restarting one follower brings writes back.
+func TestReplicationMinInsync(t *testing.T) {
+	g := startGroup(t, ackpolicy.AllISRAcks(2), 2, 300*time.Millisecond, 200*time.Millisecond)
+	ctx := context.Background()
+	c := g.leader.client(t, 0)
+	primary := redis.NewClient(&redis.Options{Addr: g.primary, Protocol: 2})
+	defer primary.Close()
+	g.followers[0].stop(t)
+	g.followers[1].stop(t)
+	refused, attempt := 0, 0
+	waitFor(t, func() bool {
+		attempt++
+		key := fmt.Sprintf("mi:%d", attempt)
+		err := c.Incr(ctx, key).Err()
+		if err != nil && strings.HasPrefix(err.Error(), "NOREPLICAS") {
+			if primary.Exists(ctx, key).Val() != 0 {
+				t.Fatalf("%s was refused with NOREPLICAS but executed", key)
+			}
+			refused++
+		}
+		return refused >= 20
+	})
+	// The ISR is the leader alone now; before it shrank, held writes got
+	// UNCOMMITTED. Bring one follower back.
+	g.followers[0] = g.startFollower(t, "n2", g.replAddr, g.replicas[0])
+	waitFor(t, func() bool { return c.Incr(ctx, "mi:back").Err() == nil })
+	for i := range 20 {
+		if err := c.Incr(ctx, "mi:back").Err(); err != nil {
+			t.Fatalf("write %d with one follower back: %v", i, err)
+		}
+	}
+	g.caughtUp(t, g.followers[0])
+	g.followers = g.followers[:1]
+	g.replicas = g.replicas[:1]
+	g.sameData(t)
+}
