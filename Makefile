@@ -14,7 +14,7 @@ TEST_FUZZTIME ?= 10s
 FUZZTIME      ?= 2m
 TEST_TIMEOUT  ?= 12m
 
-.PHONY: all build test unit lint fuzz bench bench-resp deps run stop clean
+.PHONY: all build test unit lint fuzz bench bench-resp bench-repl deps run stop clean
 
 all: build
 
@@ -57,6 +57,11 @@ stop:
 # run, with the ratios.
 bench-resp: build
 	bash bench/resp.sh
+
+# SET throughput and latency: direct, native replication, native WAIT 1, and
+# replicar with two followers under leader, one and all, in one run.
+bench-repl:
+	$(GO) run ./bench/replbench
 
 clean:
 	rm -rf bin .run
