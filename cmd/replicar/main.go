@@ -170,6 +170,9 @@ func newLogger(cfg proxy.Config, w io.Writer) zerolog.Logger {
 	if cfg.LogFormat == proxy.LogConsole {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}
 	}
+	// The node logs from many goroutines; a writer that is not safe for
+	// concurrent use (a pipe wrapper, a buffer) must see one event at a time.
+	w = zerolog.SyncWriter(w)
 	return zerolog.New(w).
 		Level(logLevel(cfg.LogLevel)).
 		With().Timestamp().
