@@ -88,9 +88,9 @@ func (c *Commits) Wait(ctx context.Context, offset uint64) error {
 		c.mu.Unlock()
 		return nil
 	}
-	if c.aborted != nil {
+	if err := c.aborted; err != nil {
 		c.mu.Unlock()
-		return c.aborted
+		return err
 	}
 	w := &waiter{offset: offset, done: make(chan struct{})}
 	heap.Push(&c.waiters, w)
