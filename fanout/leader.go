@@ -390,13 +390,16 @@ func (l *Leader) stream(ctx context.Context, s *leaderSession, w *frameWriter, n
 			for _, e := range batch {
 				size += len(e.Payload)
 			}
-			f := Frame{Type: TypeEntries, Entries: Entries{Committed: l.src.Committed(), Entries: batch}}
-			if err := w.write(f); err != nil {
-				return err
-			}
+			// Record the batch as sent before writing it: a fast follower
+			// can apply and ack it before the write call returns, and an
+			// ack beyond what the tracker knows was sent ends the session.
 			end := batch[len(batch)-1].Offset
 			if err := l.sent(s, end, size); err != nil {
 				return fmt.Errorf("track sent: %w", err)
+			}
+			f := Frame{Type: TypeEntries, Entries: Entries{Committed: l.src.Committed(), Entries: batch}}
+			if err := w.write(f); err != nil {
+				return err
 			}
 			next = end + 1
 		}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,8 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/replicar/replicar/ackpolicy"
-	"github.com/replicar/replicar/protocols/resp"
-	"github.com/replicar/replicar/proxy"
+	"github.com/replicar/replicar/internal/localgroup"
 )
 
 func main() {
@@ -38,23 +36,10 @@ func main() {
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 	defer cleanup()
 	startRedis := func(args ...string) string {
-		port := freePort()
-		d := filepath.Join(dir, strconv.Itoa(port))
-		check(os.MkdirAll(d, 0o755))
-		cmd := exec.Command("redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", d, "--protected-mode", "no"}, args...)...)
-		check(cmd.Start())
-		cleanups = append(cleanups, func() { cmd.Process.Kill(); cmd.Wait() })
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		for i := 0; c.Ping(context.Background()).Err() != nil; i++ {
-			if i > 200 {
-				fail("redis-server on %s did not start", addr)
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
-		c.Close()
-		return addr
+		r, err := localgroup.StartRedis(filepath.Join(dir, strconv.Itoa(len(cleanups))), args...)
+		check(err)
+		cleanups = append(cleanups, r.Stop)
+		return r.Addr
 	}
 
 	fmt.Printf("SET, %d clients, %v per run, 16-byte values\n\n", *clients, *duration)
@@ -75,49 +60,15 @@ func main() {
 
 	logger := zerolog.Nop()
 	for _, p := range []ackpolicy.Policy{ackpolicy.LeaderAck(), ackpolicy.FollowerAcks(1), ackpolicy.AllISRAcks(3)} {
-		addr, stop := startGroup(startRedis(), startRedis(), startRedis(), p, logger)
-		r := run(addr, *clients, *duration, false)
+		g, err := localgroup.Start(startRedis(), []string{startRedis(), startRedis()}, localgroup.Options{Policy: p, Logger: logger})
+		check(err)
+		r := run(g.Addr, *clients, *duration, false)
 		base, name := native, "vs native async"
 		if p.Level() != ackpolicy.Leader {
 			base, name = nativeWait, "vs native WAIT 1"
 		}
 		report(fmt.Sprintf("replicar %s (%s)", p, name), r, base)
-		stop()
-	}
-}
-
-// startGroup runs a replicar leader in front of leaderStore with two
-// followers applying to f1 and f2, and returns the leader's client address.
-func startGroup(leaderStore, f1, f2 string, p ackpolicy.Policy, logger zerolog.Logger) (string, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	rl, _, err := proxy.OpenReplLog(ctx, proxy.ReplLogOptions{Policy: p, GroupSize: 3, AckTimeout: 5 * time.Second, BacklogBytes: 256 << 20})
-	check(err)
-	lr := proxy.NewLeaderReplication(rl, proxy.ReplicationConfig{Group: "bench", Node: "n1", GroupSize: 3, MaxLag: 2 * time.Second}, logger)
-	node := proxy.NewRedisNode(rl, proxy.Config{Backend: leaderStore, NodeID: "n1", Group: "bench"}, lr)
-	srv := resp.NewServer(resp.Config{Listen: "127.0.0.1:0", Backend: leaderStore, Logger: logger}, node)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Run(ctx) })
-	wg.Go(func() { lr.Serve(ctx, ln) })
-	for i, store := range []string{f1, f2} {
-		wg.Go(func() {
-			proxy.RunFollower(ctx, proxy.FollowerConfig{Group: "bench", Node: fmt.Sprintf("n%d", i+2), LeaderAddr: ln.Addr().String(), Backend: store}, logger, nil)
-		})
-	}
-	addr := srv.Addr().String()
-	c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
-	for i := 0; c.Set(ctx, "bench:ready", "1", 0).Err() != nil; i++ {
-		if i > 400 {
-			fail("replicar group under %s did not become writable", p)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	c.Close()
-	return addr, func() {
-		cancel()
-		wg.Wait()
-		rl.Close()
+		g.Stop()
 	}
 }
 
@@ -205,13 +156,6 @@ func splitLines(s string) []string {
 		}
 	}
 	return out
-}
-
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func check(err error) {
