@@ -35,6 +35,12 @@ func StartRedis(dir string, args ...string) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
+	// redis-server changes into --dir before it opens --logfile, so a
+	// relative path would be taken from inside the dir.
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("redis dir: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("redis dir: %w", err)
 	}
@@ -47,7 +53,7 @@ func StartRedis(dir string, args ...string) (*Redis, error) {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
 	r := &Redis{Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, Protocol: 2})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Protocol: 2, MaxRetries: -1})
 	defer c.Close()
 	for i := 0; c.Ping(context.Background()).Err() != nil; i++ {
 		if i > 200 {
