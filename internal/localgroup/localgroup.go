@@ -101,8 +101,8 @@ type Group struct {
 	mu        sync.Mutex
 	followers []*fanout.Follower
 	cancel    context.CancelFunc
-	wg     sync.WaitGroup
-	rl     *proxy.ReplLog
+	wg        sync.WaitGroup
+	rl        *proxy.ReplLog
 }
 
 // Start runs a leader in front of leaderStore and a follower applying to
