@@ -4,7 +4,10 @@
 // It holds, per DESIGN.md, the replication wire protocol on
 // REPLICAR_REPL_LISTEN (frame.go) and the leader's per-follower progress and
 // ISR rules (progress.go). Both are pure: no sockets, no goroutines, no clock,
-// no logging; the streaming sessions that drive them live on top.
+// no logging. The streaming sessions that drive them over TCP are Leader
+// (leader.go: one sender and one ack reader per follower, so a slow follower
+// only holds up itself) and Follower (follower.go: HELLO from the store's
+// position, apply, ack, reconnect with backoff).
 //
 // Imports: backlog and ackpolicy.
 //

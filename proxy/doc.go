@@ -3,8 +3,20 @@
 // drives the role changes between leader, follower, candidate and router, and
 // owns the node's lifecycle from start to a controlled handover on shutdown.
 //
-// For now the package holds the node configuration only; the runtime will
-// be added here and started by cmd/replicar.
+// What is here today:
+//
+//   - Config: the REPLICAR_* contract (below).
+//   - ReplLog: the backlog, its WAL, the ack policy and the committed
+//     offset; the protocols append to it in execution order and park replies
+//     on it. It is also the fanout.Source followers stream from.
+//   - LeaderReplication / ServeFollowers: the fanout leader over a ReplLog,
+//     with follower acks driving commits and the ISR kept up to date.
+//   - RunFollower: a follower applying the leader's backlog to its own
+//     Redis through resp.Applier, with full resync through a callback
+//     (RedisNode.SnapshotInto on the leader, writes paused meanwhile).
+//   - RedisNode and Run: the RESP node cmd/replicar starts (a leader; the
+//     election will decide roles), with /status, /healthz, /readyz and
+//     /metrics on HTTP_LISTEN.
 //
 // # Configuration
 //
