@@ -61,6 +61,8 @@ func runMain(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		return cmdRun(ctx, environ, stderr)
 	case "config":
 		return cmdConfig(rest, environ, stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, rest, environ, stdout, stderr)
 	case "version":
 		if len(rest) > 0 {
 			return usageError(stderr, "version takes no arguments")
@@ -91,6 +93,8 @@ environment variables.
 Commands:
   (none)           run a node
   config [--json]  print the effective configuration, secrets masked
+  status [--addr HOST:PORT] [--watch] [--json]
+                   show the group as a node's /status reports it
   version          print the version, commit and Go version
   help             print this help
 

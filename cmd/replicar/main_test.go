@@ -56,7 +56,7 @@ func TestHelpAndUnknownCommand(t *testing.T) {
 			t.Errorf("%s: code %d, stderr %q, stdout %q", arg, code, errOut, out)
 		}
 	}
-	for _, arg := range []string{"frobnicate", "--json", "status"} {
+	for _, arg := range []string{"frobnicate", "--json"} {
 		code, out, errOut := runCmd(t, context.Background(), env(), arg)
 		if code != exitUsage || out != "" || !strings.HasPrefix(errOut, "replicar: unknown command \""+arg+"\"\n") || !strings.Contains(errOut, "Usage: replicar") {
 			t.Errorf("%s: code %d, stdout %q, stderr %q", arg, code, out, errOut)
