@@ -66,11 +66,11 @@ func main() {
 	fmt.Printf(`
 replicar local group (ack policy %s)
   clients:  redis-cli -p %s              (leader n1; writes are replicated)
-  status:   curl -s http://%s/status
+  status:   bin/replicar status --addr %s   (or curl -s http://%s/status)
   stores:   n1 %s, n2 %s, n3 %s  (redis-cli -h 127.0.0.1 -p PORT)
   stop:     Ctrl-C here, or: make stop
 
-`, policy, port(g.Addr), g.HTTPAddr, stores[0].Addr, stores[1].Addr, stores[2].Addr)
+`, policy, port(g.Addr), g.HTTPAddr, g.HTTPAddr, stores[0].Addr, stores[1].Addr, stores[2].Addr)
 
 	c := redis.NewClient(&redis.Options{Addr: g.Addr, Protocol: 2})
 	defer c.Close()
