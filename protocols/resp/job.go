@@ -4,7 +4,7 @@ import "sync"
 
 // A job is a run of consecutive commands from one client that go to the same
 // lane (the ordered writer, one read connection, or the proxy itself). The
-// client's writer goroutine waits for jobs in the order they were made, so
+// session writes the replies of its jobs in the order it made them, so
 // replies keep the client's order whatever lane served them.
 
 type stepKind uint8

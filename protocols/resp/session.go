@@ -272,7 +272,7 @@ func (s *session) enqueue(l *lane, st step) {
 }
 
 // dispatch hands the job being built to its lane, after the previous job
-// for another lane has finished, and to the writer goroutine.
+// for another lane has finished, and queues it for the replies.
 func (s *session) dispatch() {
 	j := s.cur
 	if j == nil {
