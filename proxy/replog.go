@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/replicar/replicar/ackpolicy"
@@ -38,6 +39,11 @@ type ReplLog struct {
 	// onAppend tells the replication layer an entry was appended; it is
 	// called without mu held.
 	onAppend func(offset uint64)
+
+	// role says whether the log takes writes, and under which lease
+	// (role.go); read without mu on every command.
+	role        atomic.Pointer[role]
+	fencedTotal atomic.Uint64
 }
 
 // ReplLogOptions configures OpenReplLog.
@@ -132,6 +138,9 @@ func (r *ReplLog) UpdateFollowers(st ackpolicy.State) {
 
 // Admit says whether a write may execute under the ack policy now.
 func (r *ReplLog) Admit() error {
+	if err := r.checkRole(); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return ackpolicy.Accept(r.policy, r.stateLocked())
@@ -157,6 +166,12 @@ func (r *ReplLog) Append(payload []byte) (uint64, error) {
 func (r *ReplLog) appendLocked(payload []byte) (uint64, ackpolicy.State, func(uint64), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if ro := r.role.Load(); ro != nil && !ro.leader {
+		// A write admitted before the step-down finished executing
+		// after it; the node drains its writer before following, so
+		// this is reported, never silently kept.
+		return 0, ackpolicy.State{}, nil, errFollower
+	}
 	off, err := r.log.Append(r.epoch, payload)
 	if err != nil {
 		return 0, ackpolicy.State{}, nil, fmt.Errorf("append to backlog: %w", err)
@@ -183,7 +198,13 @@ func (r *ReplLog) appendLocked(payload []byte) (uint64, ackpolicy.State, func(ui
 
 // WaitCommitted blocks until offset commits, for at most the ack timeout.
 func (r *ReplLog) WaitCommitted(ctx context.Context, offset uint64) error {
-	return r.commits.WaitFor(ctx, offset, r.ackTimeout)
+	if err := r.commits.WaitFor(ctx, offset, r.ackTimeout); err != nil {
+		return err
+	}
+	// The lease is checked again right before the acknowledgement: a
+	// leader paused past its deadline must not acknowledge what it
+	// committed before the pause.
+	return r.checkRole()
 }
 
 // WaitReplicas implements WAIT. A group without followers has no replica

@@ -17,6 +17,10 @@ type Log interface {
 	// Admit says whether a write may be executed now. It is called before
 	// execution, so a refusal means the write was not executed.
 	Admit() error
+	// AdmitRead says whether this node may serve a read that needs the
+	// leader (READ_POLICY=leader): a leader past its lease deadline is
+	// fenced for reads as for writes.
+	AdmitRead() error
 	// Append records one entry and returns its offset. The front end calls
 	// it from a single goroutine, in the order the primary executed the
 	// writes.
@@ -87,6 +91,9 @@ type Config struct {
 	// timeout with its primary's reply and a warning in the log, instead of
 	// UNCOMMITTED (REPLICAR_ACK_TIMEOUT_MODE=degrade).
 	AckTimeoutDegrade bool
+	// FailoverWait is how long a command that needs the leader waits for
+	// one during an election before it gets TRYAGAIN (default 5s).
+	FailoverWait time.Duration
 	// DialTimeout bounds one backend connection attempt (default 2s).
 	DialTimeout time.Duration
 	// Now is the clock that absolute expiry times are computed from
@@ -102,6 +109,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits
+	}
+	if c.FailoverWait <= 0 {
+		c.FailoverWait = 5 * time.Second
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 2 * time.Second

@@ -20,6 +20,8 @@ type lane struct {
 	name    string
 	ordered bool // the writer lane: logs effects and runs exclusive jobs
 	jobs    chan *job
+	// fwd is set on a client's private lane to the leader (forward.go).
+	fwd *forwardState
 
 	up      atomic.Bool
 	lastErr atomic.Pointer[string]
@@ -31,11 +33,20 @@ func newLane(srv *Server, name string, ordered bool) *lane {
 
 // submit queues j. While the backend is down, j is answered at once with
 // "backend unavailable": it is not executed.
-func (l *lane) submit(j *job) { l.jobs <- j }
+func (l *lane) submit(j *job) {
+	if l.fwd != nil {
+		j.queued = time.Now()
+	}
+	l.jobs <- j
+}
 
 // run keeps a connection to the backend, reconnecting with backoff, until
 // ctx ends.
 func (l *lane) run(ctx context.Context) {
+	if l.fwd != nil {
+		l.runForward(ctx)
+		return
+	}
 	log := l.srv.log.With().Str("lane", l.name).Logger()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {

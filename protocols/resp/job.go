@@ -1,6 +1,9 @@
 package resp
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // A job is a run of consecutive commands from one client that go to the same
 // lane (the ordered writer, one read connection, or the proxy itself). The
@@ -60,6 +63,9 @@ type job struct {
 	// arena holds the arguments the steps alias, released once the
 	// replies are written.
 	arena *arena
+	// queued is when a forwarded job was submitted: it waits for a leader
+	// for at most FailoverWait from then.
+	queued time.Time
 }
 
 var outPool = sync.Pool{New: func() any { return new([]byte) }}

@@ -46,6 +46,11 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+
+	// route is where commands that need the leader go (forward.go).
+	route routeState
+	// fwdWG tracks the clients' private lanes to the leader.
+	fwdWG sync.WaitGroup
 }
 
 // Stats are the front end's counters, for REPLICAR INFO and metrics.
@@ -197,6 +202,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cancel()
 	sessions.Wait()
+	s.fwdWG.Wait()
 	stopLanes()
 	wg.Wait()
 	return nil

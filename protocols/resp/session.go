@@ -62,6 +62,13 @@ type session struct {
 	// lastOffset is the highest backlog offset of this client's writes,
 	// for WAIT.
 	lastOffset atomic.Uint64
+
+	// fwdLane is the client's own connection to the leader while this
+	// node does not lead (forward.go); fwdTx says the client has MULTI or
+	// WATCH open there, and fwdMulti MULTI.
+	fwdLane         *lane
+	fwdStop         context.CancelFunc
+	fwdTx, fwdMulti bool
 }
 
 func newSession(srv *Server, conn net.Conn) *session {
@@ -231,6 +238,8 @@ func detail(err error) string { return "(" + err.Error() + ")" }
 
 // cleanup releases the client's own backend connections (WATCH, pub/sub).
 func (s *session) cleanup() {
+	s.stopForward()
+	s.fwdTx, s.fwdMulti = false, false
 	if s.watch != nil {
 		s.watch.close()
 		s.watch = nil
@@ -309,13 +318,19 @@ func (s *session) reply(j *job) {
 // client's writes are still in flight there (so the read sees them), else
 // the client's own read connection.
 func (s *session) readLane() *lane {
-	if s.lastLane == s.srv.writer && s.last != nil && !isDone(s.last) {
-		return s.srv.writer
+	if s.last != nil && !isDone(s.last) && s.writesTo(s.lastLane) {
+		return s.lastLane
 	}
-	if s.curLane == s.srv.writer && s.cur != nil {
-		return s.srv.writer
+	if s.cur != nil && s.writesTo(s.curLane) {
+		return s.curLane
 	}
 	return s.srv.readers[int(s.id)%len(s.srv.readers)]
+}
+
+// writesTo says whether l is a lane this client's writes go through: the
+// ordered writer, or its private lane to the leader.
+func (s *session) writesTo(l *lane) bool {
+	return l != nil && (l == s.srv.writer || l == s.fwdLane)
 }
 
 func isDone(j *job) bool {
@@ -349,6 +364,18 @@ func (s *session) handle(ctx context.Context, args [][]byte) bool {
 	}
 	if s.pubsub != nil && s.pubsub.active() {
 		return s.handleSubscribed(info, class, args)
+	}
+	if s.multi == nil {
+		if rt := s.srv.route.load(); rt.Mode != RouteLocal || s.fwdTx {
+			if handled, quit := s.routeToLeader(info, class, args, rt); handled {
+				return quit
+			}
+		} else if class == ClassRead && !rt.LocalReads {
+			if err := s.srv.core.AdmitRead(); err != nil {
+				s.localError(errorMessage(err))
+				return false
+			}
+		}
 	}
 	if s.multi != nil && !txControl(info) {
 		s.queue(info, class, args)
