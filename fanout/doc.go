@@ -47,6 +47,11 @@
 //	              sent_unix_nano i64
 //	ACK       (5) follower→leader: applied uv, epoch uv, echo_unix_nano i64
 //	ERROR     (6) either way, then close: code uv (ErrCode*), message str
+//	SNAPSHOT  (7) follower→leader, first frame of its own connection:
+//	              protocol uv, group str, node str, target str (host:port
+//	              of the follower's store)
+//	SNAPSHOT_DONE (8) leader→follower: epoch uv, offset uv (the position
+//	              the copied store stands at), then close
 //
 // Limits: names (group, node) ≤ MaxNameLen bytes, texts ≤ MaxTextLen,
 // history ≤ MaxHistory epochs. Counts are checked against the bytes left in

@@ -345,3 +345,37 @@ func (f *Follower) apply(ctx context.Context, w *frameWriter, pos backlog.Positi
 	f.mu.Unlock()
 	return got, nil
 }
+
+// RequestSnapshot asks the leader at cfg.Addr for a full resync: it copies
+// a consistent snapshot into target, the follower's own store, and answers
+// the position the copy stands at, from which the follower then streams.
+// It waits as long as the copy takes, until ctx ends.
+func RequestSnapshot(ctx context.Context, cfg FollowerConfig, target string) (backlog.Position, error) {
+	cfg = cfg.withDefaults()
+	conn, err := cfg.Dial(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return backlog.Position{}, fmt.Errorf("dial leader: %w", err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	w := &frameWriter{conn: conn, timeout: cfg.WriteTimeout}
+	req := Snapshot{Protocol: ProtocolVersion, Group: cfg.Group, Node: cfg.Node, Target: target}
+	if err := w.write(Frame{Type: TypeSnapshot, Snapshot: req}); err != nil {
+		return backlog.Position{}, err
+	}
+	fr, err := newFrameReader(conn).next()
+	if err != nil {
+		if ctx.Err() != nil {
+			return backlog.Position{}, ctx.Err()
+		}
+		return backlog.Position{}, fmt.Errorf("read snapshot answer: %w", err)
+	}
+	switch fr.Type {
+	case TypeSnapshotDone:
+		return backlog.Position{Epoch: fr.SnapshotDone.Epoch, Offset: fr.SnapshotDone.Offset}, nil
+	case TypeError:
+		return backlog.Position{}, &PeerError{Code: fr.Error.Code, Message: fr.Error.Message}
+	}
+	return backlog.Position{}, fmt.Errorf("snapshot: unexpected %v", fr.Type)
+}

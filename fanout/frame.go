@@ -72,6 +72,12 @@ const (
 	TypeAck
 	// TypeError ends a session with a reason (Frame.Error).
 	TypeError
+	// TypeSnapshot asks the leader for a full resync copy into the
+	// follower's store (Frame.Snapshot), on a connection of its own.
+	TypeSnapshot
+	// TypeSnapshotDone says the copy is done and where it stands
+	// (Frame.SnapshotDone).
+	TypeSnapshotDone
 )
 
 // String names the frame type.
@@ -89,6 +95,10 @@ func (t FrameType) String() string {
 		return "ACK"
 	case TypeError:
 		return "ERROR"
+	case TypeSnapshot:
+		return "SNAPSHOT"
+	case TypeSnapshotDone:
+		return "SNAPSHOT_DONE"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -105,6 +115,26 @@ type Frame struct {
 	Heartbeat Heartbeat
 	Ack       Ack
 	Error     Error
+	// Snapshot and SnapshotDone are a full resync's request and answer.
+	Snapshot     Snapshot
+	SnapshotDone SnapshotDone
+}
+
+// Snapshot asks the leader to copy a consistent snapshot into Target, the
+// follower's own store (host:port), and to say at which position the copy
+// stands. The follower then streams from just after it.
+type Snapshot struct {
+	Protocol uint64
+	Group    string
+	Node     string
+	Target   string
+}
+
+// SnapshotDone is the position the copied store stands at: every entry up
+// to Offset, the last of them from Epoch, and no later one.
+type SnapshotDone struct {
+	Epoch  uint64
+	Offset uint64
 }
 
 // Hello is the follower's handshake: who it is and where its backlog ends, as
@@ -249,6 +279,15 @@ func AppendFrame(dst []byte, f Frame) []byte {
 	case TypeError:
 		dst = binary.AppendUvarint(dst, f.Error.Code)
 		dst = appendString(dst, truncate(f.Error.Message), MaxTextLen)
+	case TypeSnapshot:
+		sn := &f.Snapshot
+		dst = binary.AppendUvarint(dst, sn.Protocol)
+		dst = appendString(dst, sn.Group, MaxNameLen)
+		dst = appendString(dst, sn.Node, MaxNameLen)
+		dst = appendString(dst, sn.Target, MaxNameLen)
+	case TypeSnapshotDone:
+		dst = binary.AppendUvarint(dst, f.SnapshotDone.Epoch)
+		dst = binary.AppendUvarint(dst, f.SnapshotDone.Offset)
 	default:
 		panic(fmt.Sprintf("fanout: AppendFrame of %v", f.Type))
 	}
@@ -381,6 +420,15 @@ func DecodeFrame(b []byte) (Frame, int, error) {
 	case TypeError:
 		f.Error.Code = d.uvarint()
 		f.Error.Message = d.string(MaxTextLen)
+	case TypeSnapshot:
+		sn := &f.Snapshot
+		sn.Protocol = d.uvarint()
+		sn.Group = d.string(MaxNameLen)
+		sn.Node = d.string(MaxNameLen)
+		sn.Target = d.string(MaxNameLen)
+	case TypeSnapshotDone:
+		f.SnapshotDone.Epoch = d.uvarint()
+		f.SnapshotDone.Offset = d.uvarint()
 	default:
 		return Frame{}, 0, fmt.Errorf("%w: unknown type %d", ErrCorruptFrame, b[3])
 	}

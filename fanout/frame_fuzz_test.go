@@ -25,6 +25,8 @@ func sampleFrames() []Frame {
 		{Type: TypeHeartbeat, Heartbeat: Heartbeat{Epoch: 7, Last: 12, Committed: 11, SentUnixNano: 1735689600123456789}},
 		{Type: TypeAck, Ack: Ack{Applied: 12, Epoch: 7, EchoUnixNano: -1}},
 		{Type: TypeError, Error: Error{Code: ErrCodeGroup, Message: "group \"other\" is not \"default\""}},
+		{Type: TypeSnapshot, Snapshot: Snapshot{Protocol: ProtocolVersion, Group: "default", Node: "n2", Target: "127.0.0.1:6381"}},
+		{Type: TypeSnapshotDone, SnapshotDone: SnapshotDone{Epoch: 7, Offset: 1234}},
 	}
 }
 
@@ -96,7 +98,7 @@ func FuzzFrameRoundTrip(f *testing.F) {
 		if len(s1) > MaxNameLen || len(s2) > MaxNameLen {
 			return
 		}
-		fr := Frame{Type: TypeHello + FrameType(typ%6)}
+		fr := Frame{Type: TypeHello + FrameType(typ%8)}
 		switch fr.Type {
 		case TypeHello:
 			fr.Hello = Hello{Protocol: a, Group: s1, Node: s2, LastEpoch: b, NextOffset: a ^ b}
@@ -116,6 +118,10 @@ func FuzzFrameRoundTrip(f *testing.F) {
 			fr.Ack = Ack{Applied: a, Epoch: b, EchoUnixNano: ts}
 		case TypeError:
 			fr.Error = Error{Code: a, Message: s1 + s2}
+		case TypeSnapshot:
+			fr.Snapshot = Snapshot{Protocol: a, Group: s1, Node: s2, Target: s2}
+		case TypeSnapshotDone:
+			fr.SnapshotDone = SnapshotDone{Epoch: a, Offset: b}
 		}
 		enc := AppendFrame([]byte("prefix"), fr)
 		enc = append(enc, "trailer"...)

@@ -68,6 +68,10 @@ type LeaderConfig struct {
 	// follower (which acks every heartbeat) before it is dropped. 0 means
 	// 30s.
 	AckTimeout time.Duration
+	// Snapshot, when set, serves a follower's SNAPSHOT request: it copies
+	// a consistent snapshot into target (the follower's store) and
+	// returns the position the copy stands at. nil refuses the request.
+	Snapshot func(ctx context.Context, node, target string) (backlog.Position, error)
 	// OnAck, when set, is called after an ack moved the tracker, outside
 	// the Leader's lock, so the caller can recompute commits (State, then
 	// ackpolicy.Commit). It runs on the session's reader goroutine and
@@ -242,11 +246,16 @@ func (l *Leader) serveConn(ctx context.Context, conn net.Conn) {
 	w := &frameWriter{conn: conn, timeout: l.cfg.WriteTimeout}
 	r := newFrameReader(conn)
 
-	hello, err := l.readHello(conn, r)
+	first, err := l.readFirst(conn, r)
 	if err != nil {
 		log.Debug().Err(err).Msg("handshake failed")
 		return
 	}
+	if first.Type == TypeSnapshot {
+		l.serveSnapshot(ctx, conn, w, first.Snapshot, log)
+		return
+	}
+	hello := first.Hello
 	if f, ok := l.check(hello); !ok {
 		log.Warn().Str("node", hello.Node).Str("group", hello.Group).Str("reason", f.Error.Message).Msg("follower refused")
 		_ = w.write(f)
@@ -290,18 +299,44 @@ func (l *Leader) serveConn(ctx context.Context, conn net.Conn) {
 	log.Info().AnErr("send", sendErr).AnErr("read", readErr).Msg("follower session ended")
 }
 
-func (l *Leader) readHello(conn net.Conn, r *frameReader) (Hello, error) {
+// readFirst reads a connection's first frame: HELLO, or SNAPSHOT on a
+// connection that asks for a full resync copy.
+func (l *Leader) readFirst(conn net.Conn, r *frameReader) (Frame, error) {
 	if err := conn.SetReadDeadline(time.Now().Add(l.cfg.HandshakeTimeout)); err != nil {
-		return Hello{}, fmt.Errorf("set read deadline: %w", err)
+		return Frame{}, fmt.Errorf("set read deadline: %w", err)
 	}
 	f, err := r.next()
 	if err != nil {
-		return Hello{}, fmt.Errorf("read hello: %w", err)
+		return Frame{}, fmt.Errorf("read hello: %w", err)
 	}
-	if f.Type != TypeHello {
-		return Hello{}, fmt.Errorf("read hello: got %v", f.Type)
+	if f.Type != TypeHello && f.Type != TypeSnapshot {
+		return Frame{}, fmt.Errorf("read hello: got %v", f.Type)
 	}
-	return f.Hello, nil
+	return f, nil
+}
+
+// serveSnapshot runs a follower's full resync copy and answers where it
+// stands. The copy can take long; the follower waits for it.
+func (l *Leader) serveSnapshot(ctx context.Context, conn net.Conn, w *frameWriter, req Snapshot, log zerolog.Logger) {
+	hello := Hello{Protocol: req.Protocol, Group: req.Group, Node: req.Node}
+	if f, ok := l.check(hello); !ok {
+		log.Warn().Str("node", req.Node).Str("reason", f.Error.Message).Msg("snapshot request refused")
+		_ = w.write(f)
+		return
+	}
+	if l.cfg.Snapshot == nil || req.Target == "" {
+		_ = w.write(errorFrame(ErrCodeInternal, "this leader does not serve snapshots"))
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	log.Info().Str("follower", req.Node).Str("target", req.Target).Msg("full resync: copying a snapshot")
+	pos, err := l.cfg.Snapshot(ctx, req.Node, req.Target)
+	if err != nil {
+		log.Warn().Err(err).Str("follower", req.Node).Msg("full resync copy failed")
+		_ = w.write(errorFrame(ErrCodeInternal, "snapshot: %v", err))
+		return
+	}
+	_ = w.write(Frame{Type: TypeSnapshotDone, SnapshotDone: SnapshotDone{Epoch: pos.Epoch, Offset: pos.Offset}})
 }
 
 // check validates a HELLO, returning the ERROR frame to refuse it with.
