@@ -5,21 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/replicar/replicar/ackpolicy"
 	"github.com/replicar/replicar/backlog"
 	"github.com/replicar/replicar/backlog/wal"
+	"github.com/replicar/replicar/election"
 	"github.com/replicar/replicar/protocols/resp"
 )
 
-// Run runs a node with cfg until ctx ends. cfg must have passed Validate.
-//
-// For now a node runs alone: it is its group's leader, with no followers,
-// and logs every write to its backlog; replication and the NATS election
-// plug in here next.
+// Run runs a node of its group with cfg until ctx ends: the client port,
+// the replication port, the HTTP endpoints, and the election through NATS
+// (an embedded server when REPLICAR_NATS_URL is empty). cfg must have
+// passed Validate. A leader asked to stop hands over first.
 func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	switch {
 	case cfg.Protocol != ProtocolRedis:
@@ -54,8 +57,33 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		}
 		ev.Str("recovery", rec.String()).Msg("wal recovered")
 	}
-	repl := NewLeaderReplication(rl, ReplicationConfig{Group: cfg.Group, Node: cfg.NodeID, GroupSize: 1, MaxLag: cfg.MaxLag}, logger)
-	node := NewRedisNode(rl, cfg, repl)
+	// Until the election says otherwise, this node neither leads nor
+	// knows who does.
+	rl.BecomeFollower()
+
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		storeDir := ""
+		if cfg.DataDir != "" {
+			storeDir = filepath.Join(cfg.DataDir, "nats")
+		}
+		emb, err := election.StartEmbedded(ctx, election.EmbeddedOptions{Listen: cfg.NATSListen, StoreDir: storeDir,
+			ServerName: cfg.NodeID, Logger: logger.With().Str("component", "nats").Logger()})
+		if err != nil {
+			return fmt.Errorf("embedded nats on %s: %w", cfg.NATSListen, err)
+		}
+		defer emb.Shutdown()
+		natsURL = emb.URL()
+		logger.Info().Str("url", natsURL).Msg("embedded nats server running")
+	}
+	el, err := election.NewNATS(ctx, election.Options{URL: natsURL, Group: cfg.Group, TTL: cfg.LeaseTTL,
+		Replicas: natsReplicas(natsURL), Name: "replicar-" + cfg.NodeID, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("election: %w", err)
+	}
+	defer el.Close()
+
+	node := NewRedisNode(rl, cfg, nil)
 	srv := resp.NewServer(resp.Config{
 		Listen:            cfg.Listen,
 		Backend:           cfg.Backend,
@@ -65,30 +93,45 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		Password:          cfg.Password,
 		MaxClients:        cfg.MaxClients,
 		AckTimeoutDegrade: cfg.AckTimeoutMode == AckTimeoutDegrade,
+		FailoverWait:      max(cfg.FailoverWait, time.Nanosecond),
 		Logger:            logger,
 	}, node)
+	srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	group := NewGroup(cfg, rl, srv, node, el, policy, logger)
 	replLn, err := net.Listen("tcp", cfg.ReplListen)
 	if err != nil {
 		return fmt.Errorf("replication listen %s: %w", cfg.ReplListen, err)
 	}
 
-	// The front end, the replication port and the HTTP endpoints run
-	// together; the first to fail stops the others.
+	// The group runs on ctx; the client port and HTTP outlive it, so that
+	// a leader can drain its writes and hand over before they close. The
+	// first part to fail stops the others.
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	context.AfterFunc(ctx, func() {
+		if context.Cause(ctx) != parent.Err() {
+			stopServing()
+		}
+	})
 	var wg sync.WaitGroup
 	run := func(name string, fn func() error) {
 		wg.Go(func() {
 			if err := fn(); err != nil {
 				cancel(fmt.Errorf("%s: %w", name, err))
+				stopServing()
 			}
 		})
 	}
-	run("resp", func() error { return srv.Run(ctx) })
-	run("replication", func() error { return repl.Serve(ctx, replLn) })
+	run("resp", func() error { return srv.Run(serveCtx) })
+	run("group", func() error {
+		defer stopServing()
+		return group.Run(ctx, replLn)
+	})
 	run("http", func() error {
-		return ServeHTTP(ctx, cfg.HTTPListen, NewHTTPHandler(func() Status {
+		return ServeHTTP(serveCtx, cfg.HTTPListen, NewHTTPHandler(func() Status {
 			return StatusFromRESP(node.Status(), srv.BackendUp())
 		}), logger)
 	})
@@ -102,12 +145,23 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	return nil
 }
 
+// natsReplicas is the bucket's replica count: R3 on a NATS cluster (three
+// or more servers listed), else R1.
+func natsReplicas(url string) int {
+	if strings.Count(url, ",") >= 2 {
+		return 3
+	}
+	return 1
+}
+
 // RedisNode adapts a ReplLog to what the RESP front end needs.
 type RedisNode struct {
 	*ReplLog
 	cfg Config
 	// Repl is the leader's replication, when it serves followers.
 	Repl *LeaderReplication
+	// group, when the node runs in an elected group, reports its role.
+	group *Group
 }
 
 // SnapshotInto rebuilds a follower's store from this leader's primary: it
@@ -166,8 +220,11 @@ func (n *RedisNode) Status() resp.Status {
 		ISR:          []string{n.cfg.NodeID},
 		AckPolicy:    snap.Policy,
 	}
-	if n.Repl != nil {
-		ls := n.Repl.Status()
+	if n.group != nil {
+		n.group.fill(&st)
+	}
+	if repl := n.Repl; repl != nil && st.Role == "leader" {
+		ls := repl.Status()
 		st.ISR = ls.ISR
 		for _, f := range ls.Followers {
 			st.Followers = append(st.Followers, resp.FollowerStatus{Node: f.Node, Acked: f.Acked,

@@ -25,6 +25,17 @@ type ReplicationConfig struct {
 	MaxLag time.Duration
 	// Heartbeat is the interval of heartbeats to followers (default 1s).
 	Heartbeat time.Duration
+	// InitialISR is the ISR a new leader inherits (from the election's
+	// store): members keep their place for MAX_LAG while they connect,
+	// so the leader does not commit without them before the world knows
+	// they left.
+	InitialISR []string
+	// PublishISR, when set, makes an ISR change visible (a CAS in the
+	// election's store) before the leader acts on it. An ISR change that
+	// cannot be published is not applied.
+	PublishISR func(ctx context.Context, members []string) error
+	// Snapshot serves followers' full resync requests (fanout.LeaderConfig).
+	Snapshot func(ctx context.Context, node, target string) (backlog.Position, error)
 }
 
 // ServeFollowers streams rl's backlog to the followers that connect on ln
@@ -59,7 +70,13 @@ func NewLeaderReplication(rl *ReplLog, cfg ReplicationConfig, logger zerolog.Log
 		Tracker:   fanout.Config{MaxLag: cfg.MaxLag},
 		Heartbeat: cfg.Heartbeat,
 		OnAck:     lr.update,
+		Snapshot:  cfg.Snapshot,
 	}, rl, logger)
+	if len(cfg.InitialISR) > 0 {
+		now := time.Now()
+		lr.leader.WithTracker(func(tr *fanout.Tracker) { tr.SetISR(cfg.InitialISR, now) })
+		lr.update()
+	}
 	return lr
 }
 
@@ -87,12 +104,17 @@ func (lr *LeaderReplication) Serve(ctx context.Context, ln net.Listener) error {
 			case now := <-t.C:
 				var change fanout.ISRChange
 				var changed bool
-				leader.WithTracker(func(tr *fanout.Tracker) {
-					if change, changed = tr.Propose(now); changed {
-						tr.SetISR(change.Members, now)
+				leader.WithTracker(func(tr *fanout.Tracker) { change, changed = tr.Propose(now) })
+				if changed && cfg.PublishISR != nil {
+					// Published first: commits count the new ISR only
+					// once a failover would see it too.
+					if err := cfg.PublishISR(ctx, change.Members); err != nil {
+						logger.Warn().Err(err).Strs("isr", change.Members).Msg("isr change not published; kept the old one")
+						changed = false
 					}
-				})
+				}
 				if changed {
+					leader.WithTracker(func(tr *fanout.Tracker) { tr.SetISR(change.Members, now) })
 					logger.Info().Strs("isr", change.Members).Strs("added", change.Added).Strs("removed", change.Removed).Msg("isr changed")
 				}
 				update()

@@ -20,6 +20,9 @@ type Lease interface {
 // UNCOMMITTED after.
 var ErrFenced = fmt.Errorf("%w: lease deadline passed (fenced)", ackpolicy.ErrNotLeader)
 
+// errSteppingDown is a write or acknowledgement during a step-down.
+var errSteppingDown = fmt.Errorf("%w: stepping down", ackpolicy.ErrNotLeader)
+
 // errFollower is a write reaching a node that follows.
 var errFollower = fmt.Errorf("%w: this node follows", ackpolicy.ErrNotLeader)
 
@@ -27,7 +30,11 @@ var errFollower = fmt.Errorf("%w: this node follows", ackpolicy.ErrNotLeader)
 // static leader with no lease, as a node alone or in tests runs.
 type role struct {
 	leader bool
-	lease  Lease
+	// stepping is a leader on its way out: it takes and acknowledges
+	// nothing new, but still logs the writes already executing, so that
+	// its store and its backlog agree when it starts to follow.
+	stepping bool
+	lease    Lease
 }
 
 func (r *ReplLog) checkRole() error {
@@ -37,6 +44,8 @@ func (r *ReplLog) checkRole() error {
 		return nil
 	case !ro.leader:
 		return errFollower
+	case ro.stepping:
+		return errSteppingDown
 	case ro.lease != nil && !ro.lease.Valid():
 		r.fencedTotal.Add(1)
 		return ErrFenced
@@ -72,6 +81,18 @@ func (r *ReplLog) BecomeLeader(epoch uint64, lease Lease) error {
 	r.commits.Reset(r.log.Last())
 	r.role.Store(&role{leader: true, lease: lease})
 	return nil
+}
+
+// BeginStepDown stops taking and acknowledging writes at once, while the
+// writes already executing are still logged.
+func (r *ReplLog) BeginStepDown() {
+	ro := r.role.Load()
+	next := &role{leader: true, stepping: true}
+	if ro != nil {
+		next.lease = ro.lease
+	}
+	r.role.Store(next)
+	r.commits.Abort(ackpolicy.ErrNotLeader)
 }
 
 // BecomeFollower ends a term: writes are refused from now on and every

@@ -149,6 +149,28 @@ func (a *Applier) Position(ctx context.Context) (backlog.Position, error) {
 	return pos, nil
 }
 
+// Do sends one command on the applier's connection and returns the reply,
+// for the node's own bookkeeping keys (see LeadingKey).
+func (a *Applier) Do(ctx context.Context, args ...[]byte) (Value, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.connect(ctx); err != nil {
+		return Value{}, err
+	}
+	defer a.guardCtx(ctx)()
+	a.wbuf = AppendCommand(a.wbuf[:0], args...)
+	v, err := a.roundTrip()
+	if err != nil {
+		return Value{}, a.fail(ctx, err)
+	}
+	return v, nil
+}
+
+// LeadingKey is set in a store (db 0) while its node leads. A node that
+// finds it at start crashed while leading: its store may hold writes its
+// backlog never logged, so it must not follow without a full resync.
+const LeadingKey = "__replicar:leading"
+
 // SetPosition sets PositionKey to pos without applying anything, as after
 // a full resync that copied the source's data as of pos.
 func (a *Applier) SetPosition(ctx context.Context, pos backlog.Position) error {

@@ -32,6 +32,8 @@ type Process struct {
 	logPath string
 	// args builds the command line; it may also write config files.
 	args func() ([]string, error)
+	// env, when set, is the process environment (else the test's own).
+	env func() []string
 	// ready answers nil once the server serves; it is polled after a start.
 	ready        func(ctx context.Context) error
 	readyTimeout time.Duration
@@ -213,6 +215,9 @@ func (p *Process) launch(fresh bool) (*run, error) {
 
 	cmd := exec.Command(p.path, args...)
 	cmd.Dir = p.dir
+	if p.env != nil {
+		cmd.Env = p.env()
+	}
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.SysProcAttr = pdeathsig()

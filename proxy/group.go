@@ -1,0 +1,753 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/replicar/replicar/ackpolicy"
+	"github.com/replicar/replicar/backlog"
+	"github.com/replicar/replicar/election"
+	"github.com/replicar/replicar/fanout"
+	"github.com/replicar/replicar/protocols/resp"
+)
+
+// Group runs one node of a replicated Redis group: it takes part in the
+// election, and either leads (acknowledging writes under the ack policy
+// while its lease is valid, and streaming its backlog to followers) or
+// follows (applying the leader's backlog to its own store, keeping a copy of
+// it, and forwarding clients to the leader), moving between the two as the
+// lease changes hands. The client port stays open throughout.
+type Group struct {
+	cfg    Config
+	log    zerolog.Logger
+	rl     *ReplLog
+	node   *RedisNode
+	srv    *resp.Server
+	el     election.Elector
+	policy ackpolicy.Policy
+	addrs  election.Addrs
+	app    *resp.Applier
+	// conns are the replication port's connections, served by the
+	// leader role and refused otherwise.
+	conns chan net.Conn
+
+	mu        sync.Mutex
+	role      string
+	state     string
+	leader    election.LeaderInfo
+	follower  *fanout.Follower
+	lrepl     *LeaderReplication
+	lease     election.Leadership
+	isr       []string
+	groupSize int
+	// needFull is set when the store may hold writes the backlog lacks
+	// (a crash while leading): it must full-resync before it follows.
+	needFull  bool
+	elections int
+	resyncs   map[string]int
+}
+
+// Roles and states, as /status reports them.
+const (
+	RoleLeader    = "leader"
+	RoleFollower  = "follower"
+	RoleCandidate = "candidate"
+
+	StateStreaming  = "streaming"
+	StateResync     = "resync"
+	StateConnecting = "connecting"
+	StateFenced     = "fenced"
+	StateHandover   = "handover"
+)
+
+// NewGroup prepares a node of the group; Run starts it.
+func NewGroup(cfg Config, rl *ReplLog, srv *resp.Server, node *RedisNode, el election.Elector, policy ackpolicy.Policy, logger zerolog.Logger) *Group {
+	g := &Group{
+		cfg: cfg, log: logger, rl: rl, node: node, srv: srv, el: el, policy: policy,
+		addrs: election.Addrs{
+			Client: advertised(cfg, cfg.Listen),
+			Repl:   advertised(cfg, cfg.ReplListen),
+			HTTP:   advertised(cfg, cfg.HTTPListen),
+		},
+		app:     resp.NewApplier(cfg.Backend, resp.ApplierOptions{User: cfg.BackendUser, Password: cfg.BackendPassword}),
+		conns:   make(chan net.Conn),
+		role:    RoleCandidate,
+		state:   StateConnecting,
+		resyncs: map[string]int{},
+	}
+	node.group = g
+	return g
+}
+
+// advertised is addr with its host replaced by REPLICAR_ADVERTISE when set.
+func advertised(cfg Config, addr string) string {
+	if cfg.Advertise == "" {
+		return addr
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(cfg.Advertise, port)
+}
+
+// Run takes part in the group until ctx ends. replLn is the replication
+// listener. On the way out a leader hands over: it stops taking writes,
+// waits for a follower to catch up and releases the lease.
+func (g *Group) Run(ctx context.Context, replLn net.Listener) error {
+	defer g.app.Close()
+	if err := g.recover(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { g.acceptRepl(runCtx, replLn) })
+	wg.Go(func() { g.heartbeat(runCtx) })
+
+	watch, err := g.el.WatchLeader(runCtx)
+	if err != nil {
+		return fmt.Errorf("watch leader: %w", err)
+	}
+	var cur election.LeaderInfo
+	select {
+	case cur = <-watch:
+	case <-ctx.Done():
+		return nil
+	}
+	for ctx.Err() == nil {
+		switch {
+		case cur.Held() && cur.Node != g.cfg.NodeID:
+			cur = g.follow(ctx, cur, watch)
+		case cur.Held():
+			// Our own lease from before a restart: its nonce is not
+			// ours to renew. Wait for it to expire.
+			g.setRole(RoleCandidate, StateConnecting, cur)
+			g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+			cur = g.waitChange(ctx, cur, watch, 0)
+		default:
+			cur = g.campaign(ctx, cur, watch)
+		}
+	}
+	return nil
+}
+
+// recover reconciles the backlog with the store at start. The store is the
+// truth for a follower: a backlog ahead of or behind it restarts at the
+// store's position. A store marked as leading crashed while it led, so it
+// may hold writes no backlog has: it full-resyncs before it follows.
+func (g *Group) recover(ctx context.Context) error {
+	var pos backlog.Position
+	for {
+		var err error
+		if pos, err = g.app.Position(ctx); err == nil {
+			break
+		}
+		g.log.Warn().Err(err).Msg("backend not ready; retrying")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	v, err := g.app.Do(ctx, []byte("GET"), []byte(resp.LeadingKey))
+	if err != nil {
+		return fmt.Errorf("read leading mark: %w", err)
+	}
+	if v.Kind == resp.Bulk {
+		g.needFull = true
+		g.log.Warn().Str("epoch", string(v.Str)).Msg("the store was leading when this node stopped: it may hold unlogged writes, and will full-resync before it follows")
+	}
+	if last := g.rl.Last(); last != pos {
+		g.log.Info().Stringer("backlog", last).Stringer("store", pos).Msg("backlog restarts at the store's position")
+		if err := g.rl.ResetTo(pos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// acceptRepl hands replication connections to the leader role, and closes
+// them while the node does not lead (the follower then asks the election
+// who leads).
+func (g *Group) acceptRepl(ctx context.Context, ln net.Listener) {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		select {
+		case g.conns <- conn:
+		case <-time.After(time.Second):
+			conn.Close()
+		case <-ctx.Done():
+			conn.Close()
+			return
+		}
+	}
+}
+
+// heartbeat publishes this node's member record every TTL/3.
+func (g *Group) heartbeat(ctx context.Context) {
+	t := time.NewTicker(election.HeartbeatInterval(g.cfg.LeaseTTL))
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, g.cfg.LeaseTTL)
+		if err := g.el.Publish(pctx, g.member()); err != nil && ctx.Err() == nil {
+			g.log.Warn().Err(err).Msg("publish member record")
+		}
+		cancel()
+		if members, err := g.el.Members(ctx); err == nil {
+			g.observeMembers(members)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// member is this node's record in the directory.
+func (g *Group) member() election.Member {
+	last := g.rl.Last()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	inISR := false
+	for _, n := range g.isr {
+		inISR = inISR || n == g.cfg.NodeID
+	}
+	return election.Member{
+		Node: g.cfg.NodeID, Addrs: g.addrs, Role: g.role,
+		Epoch: g.rl.Epoch(), LastEpoch: last.Epoch, Applied: last.Offset,
+		Healthy: g.srv.BackendUp() && !g.needFull, ISRMember: inISR,
+	}
+}
+
+// observeMembers keeps the group size: the most nodes ever seen at once,
+// so that a partition hiding some of them does not shrink the majority.
+func (g *Group) observeMembers(members []election.Member) {
+	n := 0
+	for _, m := range members {
+		if m.Role != election.RoleRouter {
+			n++
+		}
+	}
+	g.mu.Lock()
+	g.groupSize = max(g.groupSize, n, 1)
+	g.mu.Unlock()
+}
+
+func (g *Group) size() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return max(g.groupSize, len(g.isr), 1)
+}
+
+func (g *Group) setRole(role, state string, leader election.LeaderInfo) {
+	g.mu.Lock()
+	g.role, g.state, g.leader = role, state, leader
+	g.mu.Unlock()
+}
+
+func (g *Group) setState(state string) {
+	g.mu.Lock()
+	g.state = state
+	g.mu.Unlock()
+}
+
+// waitChange waits for the leader key to change from cur, or for d when d
+// is above zero, and returns the latest value.
+func (g *Group) waitChange(ctx context.Context, cur election.LeaderInfo, watch <-chan election.LeaderInfo, d time.Duration) election.LeaderInfo {
+	var timeout <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ctx.Done():
+	case <-timeout:
+	case next, ok := <-watch:
+		if ok {
+			return next
+		}
+		<-ctx.Done()
+	}
+	return cur
+}
+
+// campaign runs while no node holds the lease: if the election's rules let
+// this node stand, it waits its rank's back-off and tries to take the
+// lease, and leads if it wins.
+func (g *Group) campaign(ctx context.Context, cur election.LeaderInfo, watch <-chan election.LeaderInfo) election.LeaderInfo {
+	g.setRole(RoleCandidate, StateConnecting, election.LeaderInfo{})
+	g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	step := max(g.cfg.LeaseTTL/4, 50*time.Millisecond)
+	members, err := g.el.Members(ctx)
+	if err != nil {
+		g.log.Warn().Err(err).Msg("read members")
+		return g.waitChange(ctx, cur, watch, step)
+	}
+	g.observeMembers(members)
+	isr, _, err := g.el.ISR(ctx)
+	if err != nil {
+		g.log.Warn().Err(err).Msg("read isr")
+		return g.waitChange(ctx, cur, watch, step)
+	}
+	self := g.member()
+	if g.needFull {
+		// Its store may hold writes nobody logged: it cannot be the
+		// source of truth unless nobody else can.
+		self.Healthy = false
+	}
+	d := election.Decide(election.Candidacy{
+		Self: self, Members: members, ISR: isr, Unclean: g.cfg.UncleanElection,
+		RequireMajority: g.policy.Level() == ackpolicy.Quorum, GroupSize: g.size(),
+		FreshAfter: cur.Stored, Step: step,
+	})
+	if !d.Campaign || !self.Healthy {
+		g.log.Debug().Str("reason", d.Reason).Bool("healthy", self.Healthy).Msg("not standing")
+		return g.waitChange(ctx, cur, watch, step)
+	}
+	if d.Backoff > 0 {
+		if next := g.waitChange(ctx, cur, watch, d.Backoff); next.Held() || ctx.Err() != nil {
+			return next
+		}
+	}
+	if g.cfg.UncleanElection && !isr.Contains(g.cfg.NodeID) && len(isr.Members) > 0 {
+		g.log.Warn().Strs("isr", isr.Members).Msg("UNCLEAN ELECTION: standing from outside the ISR; acknowledged writes may be lost")
+	}
+	lease, err := g.el.Campaign(ctx, election.LeaderInfo{Node: g.cfg.NodeID, Addrs: g.addrs})
+	if err != nil {
+		if !errors.Is(err, election.ErrLeaseHeld) {
+			g.log.Warn().Err(err).Msg("campaign")
+		}
+		return g.waitChange(ctx, cur, watch, step)
+	}
+	return g.lead(ctx, lease, isr, watch)
+}
+
+// lead serves as leader for as long as the lease holds.
+func (g *Group) lead(ctx context.Context, lease election.Leadership, isr election.ISR, watch <-chan election.LeaderInfo) election.LeaderInfo {
+	me := election.LeaderInfo{Node: g.cfg.NodeID, Addrs: g.addrs, Epoch: lease.Epoch()}
+	g.mu.Lock()
+	g.elections++
+	g.lease = lease
+	g.mu.Unlock()
+	g.setRole(RoleLeader, StateConnecting, me)
+	log := g.log.With().Uint64("epoch", lease.Epoch()).Logger()
+	log.Info().Time("serve_at", lease.ServeAt()).Msg("won the lease")
+
+	// Wait out the old lease unless it was released.
+	if wait := time.Until(lease.ServeAt()); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-lease.Lost():
+		case <-ctx.Done():
+		}
+	}
+	if !lease.Valid() || ctx.Err() != nil {
+		g.stepDown(ctx, lease, log)
+		return election.LeaderInfo{}
+	}
+	if _, err := g.app.Do(ctx, []byte("SET"), []byte(resp.LeadingKey), []byte(strconv.FormatUint(lease.Epoch(), 10))); err != nil {
+		log.Warn().Err(err).Msg("cannot mark the store as leading; stepping down")
+		g.stepDown(ctx, lease, log)
+		return election.LeaderInfo{}
+	}
+	if err := g.rl.BecomeLeader(lease.Epoch(), lease); err != nil {
+		log.Error().Err(err).Msg("cannot lead")
+		g.stepDown(ctx, lease, log)
+		return election.LeaderInfo{}
+	}
+	// The ISR the old leader left stays, with this node in it.
+	initial := append([]string{g.cfg.NodeID}, isr.Members...)
+	_, isrRev, _ := g.el.ISR(ctx)
+	var isrMu sync.Mutex
+	publish := func(pctx context.Context, members []string) error {
+		if !lease.Valid() {
+			return ErrFenced
+		}
+		isrMu.Lock()
+		defer isrMu.Unlock()
+		rev, err := g.el.SetISR(pctx, election.ISR{Epoch: lease.Epoch(), Members: members}, isrRev)
+		if err != nil {
+			// Someone else wrote it (an old leader's late CAS): read
+			// it again, and let the next tick retry.
+			if _, r, rerr := g.el.ISR(pctx); rerr == nil {
+				isrRev = r
+			}
+			return err
+		}
+		isrRev = rev
+		g.mu.Lock()
+		g.isr = append([]string(nil), members...)
+		g.mu.Unlock()
+		return nil
+	}
+	lr := NewLeaderReplication(g.rl, ReplicationConfig{
+		Group: g.cfg.Group, Node: g.cfg.NodeID, GroupSize: g.size(), MaxLag: g.cfg.MaxLag,
+		InitialISR: dedupe(initial), PublishISR: publish,
+		Snapshot: func(sctx context.Context, node, target string) (backlog.Position, error) {
+			return g.node.SnapshotInto(sctx, g.srv, target, g.log)
+		},
+	}, log)
+	if err := publish(ctx, lr.Status().ISR); err != nil {
+		log.Warn().Err(err).Msg("publish the initial isr")
+	}
+	g.mu.Lock()
+	g.lrepl = lr
+	g.mu.Unlock()
+	g.node.Repl = lr
+
+	lctx, stopServing := context.WithCancel(ctx)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := lr.Serve(lctx, &chanListener{conns: g.conns, ctx: lctx}); err != nil && lctx.Err() == nil {
+			log.Warn().Err(err).Msg("replication serve")
+		}
+	}()
+	g.srv.SetRoute(resp.Route{Mode: resp.RouteLocal, LocalReads: g.cfg.ReadPolicy != ReadLeader})
+	g.setState(StateStreaming)
+	log.Info().Msg("leading")
+
+	health := time.NewTicker(max(g.cfg.LeaseTTL/4, 50*time.Millisecond))
+	defer health.Stop()
+	unhealthy := 0
+	var next election.LeaderInfo
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			g.handover(lease, lr, log)
+			break loop
+		case <-lease.Lost():
+			log.Warn().Err(lease.Err()).Msg("lease lost")
+			g.setState(StateFenced)
+			break loop
+		case n, ok := <-watch:
+			if ok && n.Held() && n.Node != g.cfg.NodeID {
+				next = n
+				log.Warn().Str("leader", n.Node).Msg("another node holds the lease")
+				break loop
+			}
+		case <-health.C:
+			if g.srv.BackendUp() {
+				unhealthy = 0
+				continue
+			}
+			if unhealthy++; unhealthy >= 3 {
+				log.Warn().Msg("backend fails its health checks: stepping down")
+				rctx, cancel := context.WithTimeout(context.Background(), g.cfg.LeaseTTL)
+				_ = lease.Release(rctx)
+				cancel()
+				break loop
+			}
+		}
+	}
+	g.stepDown(ctx, lease, log)
+	stopServing()
+	<-served
+	g.mu.Lock()
+	g.lrepl = nil
+	g.mu.Unlock()
+	g.node.Repl = nil
+	return next
+}
+
+// handover is a leader's graceful exit: no new writes, a follower caught
+// up, the lease released so that it takes over at once.
+func (g *Group) handover(lease election.Leadership, lr *LeaderReplication, log zerolog.Logger) {
+	g.setState(StateHandover)
+	g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	g.rl.BeginStepDown()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.LeaseTTL)
+	defer cancel()
+	_ = g.srv.Exclusive(ctx, func() error { return nil })
+	last := g.rl.Last().Offset
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	caughtUp := ""
+wait:
+	for {
+		for _, f := range lr.Status().Followers {
+			if f.Connected && f.Acked >= last {
+				caughtUp = f.Node
+				break wait
+			}
+		}
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-t.C:
+		}
+	}
+	if err := lease.Release(ctx); err != nil {
+		log.Warn().Err(err).Msg("release the lease")
+	}
+	log.Info().Str("caught_up", caughtUp).Uint64("offset", last).Msg("handed over")
+}
+
+// stepDown ends a term: nothing new is admitted or acknowledged, the
+// writes already executing are logged, and the store is marked at the
+// backlog's end, from where it follows (or full-resyncs if the new leader
+// lacks part of it).
+func (g *Group) stepDown(ctx context.Context, lease election.Leadership, log zerolog.Logger) {
+	g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	if !g.rl.IsLeader() {
+		return
+	}
+	g.rl.BeginStepDown()
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(g.cfg.LeaseTTL, 2*time.Second))
+	defer cancel()
+	drained := g.srv.Exclusive(bctx, func() error { return nil }) == nil
+	g.rl.BecomeFollower()
+	if !drained {
+		g.mu.Lock()
+		g.needFull = true
+		g.mu.Unlock()
+		log.Warn().Msg("could not drain the writer while stepping down: full resync before following")
+		return
+	}
+	last := g.rl.Last()
+	if err := g.app.SetPosition(bctx, last); err != nil {
+		g.mu.Lock()
+		g.needFull = true
+		g.mu.Unlock()
+		log.Warn().Err(err).Msg("could not mark the store's position: full resync before following")
+		return
+	}
+	if _, err := g.app.Do(bctx, []byte("DEL"), []byte(resp.LeadingKey)); err != nil {
+		log.Warn().Err(err).Msg("clear the leading mark")
+	}
+	log.Info().Stringer("position", last).Msg("stepped down")
+}
+
+// follow applies the leader's backlog until the lease changes hands.
+func (g *Group) follow(ctx context.Context, leader election.LeaderInfo, watch <-chan election.LeaderInfo) election.LeaderInfo {
+	g.setRole(RoleFollower, StateConnecting, leader)
+	route := func() {
+		g.srv.SetRoute(resp.Route{Mode: resp.RouteForward, Leader: leader.Addrs.Client, LocalReads: g.localReadsOK()})
+	}
+	route()
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.runFollower(fctx, leader) }()
+	defer func() {
+		cancel()
+		<-done
+		g.mu.Lock()
+		g.follower = nil
+		g.mu.Unlock()
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return leader
+		case next, ok := <-watch:
+			if !ok {
+				<-ctx.Done()
+				return leader
+			}
+			if next.Node == leader.Node && next.Nonce == leader.Nonce {
+				leader = next
+				continue
+			}
+			return next
+		case err := <-done:
+			// The follower gave up (stale leader, failed resync):
+			// wait for the election to move on, then try again.
+			if ctx.Err() != nil {
+				return leader
+			}
+			g.log.Warn().Err(err).Str("leader", leader.Node).Msg("following stopped")
+			next := g.waitChange(ctx, leader, watch, g.cfg.LeaseTTL)
+			if next.Node != leader.Node || next.Nonce != leader.Nonce {
+				return next
+			}
+			go func() { done <- g.runFollower(fctx, leader) }()
+		case <-tick.C:
+			if g.cfg.ReadPolicy == ReadBounded {
+				route()
+			}
+			if f := g.currentFollower(); f != nil && f.Status().Connected {
+				g.setState(StateStreaming)
+			}
+		}
+	}
+}
+
+func (g *Group) currentFollower() *fanout.Follower {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.follower
+}
+
+// localReadsOK applies READ_POLICY on a follower: local always, bounded
+// while the lag is within MAX_READ_LAG.
+func (g *Group) localReadsOK() bool {
+	switch g.cfg.ReadPolicy {
+	case ReadLocal:
+		return true
+	case ReadBounded:
+		f := g.currentFollower()
+		if f == nil {
+			return false
+		}
+		st := f.Status()
+		return st.Connected && g.lagWithin(st)
+	}
+	return false
+}
+
+// lagWithin says whether a follower is within MAX_READ_LAG of its leader:
+// caught up to the last offset the leader announced, heard from recently.
+func (g *Group) lagWithin(st fanout.ReplicaStatus) bool {
+	return st.Applied.Offset >= st.LeaderLast && st.HeartbeatAge <= g.cfg.MaxReadLag
+}
+
+// runFollower follows leader until ctx ends or following fails.
+func (g *Group) runFollower(ctx context.Context, leader election.LeaderInfo) error {
+	fcfg := fanout.FollowerConfig{Group: g.cfg.Group, Node: g.cfg.NodeID, Addr: leader.Addrs.Repl,
+		ReadTimeout: max(3*g.cfg.LeaseTTL, 3*time.Second)}
+	f := fanout.NewFollower(fcfg, &teeApplier{app: g.app, rl: g.rl}, g.log)
+	g.mu.Lock()
+	g.follower = f
+	need := g.needFull
+	g.mu.Unlock()
+	for {
+		if need {
+			if err := g.fullResync(ctx, fcfg); err != nil {
+				return err
+			}
+			need = false
+		}
+		err := f.Run(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, fanout.ErrNeedFullResync):
+			g.log.Warn().Err(err).Msg("full resync needed")
+			need = true
+		default:
+			return err
+		}
+	}
+}
+
+// fullResync has the leader copy a snapshot into this node's store, then
+// restarts the backlog at the snapshot's position.
+func (g *Group) fullResync(ctx context.Context, fcfg fanout.FollowerConfig) error {
+	g.setState(StateResync)
+	g.mu.Lock()
+	g.resyncs["full"]++
+	g.mu.Unlock()
+	start := time.Now()
+	pos, err := fanout.RequestSnapshot(ctx, fcfg, g.cfg.Backend)
+	if err != nil {
+		return fmt.Errorf("full resync: %w", err)
+	}
+	g.app.Close() // the store was flushed under it
+	if err := g.rl.ResetTo(pos); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.needFull = false
+	g.mu.Unlock()
+	g.setState(StateConnecting)
+	g.log.Info().Stringer("position", pos).Dur("took", time.Since(start)).Msg("full resync done; streaming from the snapshot")
+	return nil
+}
+
+// teeApplier applies entries to the store, then keeps them in the node's
+// own backlog: store first, so the backlog never claims an entry the
+// store lacks.
+type teeApplier struct {
+	app *resp.Applier
+	rl  *ReplLog
+}
+
+func (t *teeApplier) Position(ctx context.Context) (backlog.Position, error) {
+	return t.app.Position(ctx)
+}
+
+func (t *teeApplier) Apply(ctx context.Context, entries []backlog.Entry) (backlog.Position, error) {
+	pos, err := t.app.Apply(ctx, entries)
+	applied := entries
+	for len(applied) > 0 && applied[len(applied)-1].Offset > pos.Offset {
+		applied = applied[:len(applied)-1]
+	}
+	if terr := t.rl.AppendReplicated(applied); terr != nil && err == nil {
+		err = terr
+	}
+	return pos, err
+}
+
+// chanListener is a net.Listener over the connections acceptRepl hands on,
+// so a leader's replication can stop without closing the port.
+type chanListener struct {
+	conns <-chan net.Conn
+	ctx   context.Context
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error   { return nil }
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+func dedupe(list []string) []string {
+	seen := map[string]bool{}
+	out := list[:0:0]
+	for _, s := range list {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// fill completes the front end's status with the node's role.
+func (g *Group) fill(st *resp.Status) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st.Role, st.State = g.role, g.state
+	st.Leader, st.LeaderAddr = g.leader.Node, g.leader.Addrs.Client
+	if g.role == RoleLeader {
+		st.Epoch = g.leader.Epoch
+	}
+	st.ISR = append([]string(nil), g.isr...)
+	if g.follower != nil {
+		fs := g.follower.Status()
+		st.Applied = fs.Applied.Offset
+		st.Committed = max(st.Committed, fs.Committed)
+	}
+	if g.role != RoleLeader {
+		st.Followers = nil
+	}
+}

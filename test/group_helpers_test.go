@@ -1,0 +1,196 @@
+package test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/replicar/replicar/test/harness"
+)
+
+// procGroup is a replicated group of real processes: a nats-server, and per
+// node a redis-server and a replicar binary in front of it.
+type procGroup struct {
+	nats   *harness.NATS
+	stores []*harness.Redis
+	nodes  []*harness.Replicar
+}
+
+// startProcGroup starts n nodes with env on top of the defaults below.
+func startProcGroup(t *testing.T, n int, env map[string]string) *procGroup {
+	t.Helper()
+	harness.Require(t, "nats-server")
+	bin := harness.BuildReplicar(t)
+	g := &procGroup{nats: harness.StartNATS(t)}
+	base := map[string]string{
+		"REPLICAR_NATS_URL":      g.nats.URL,
+		"REPLICAR_GROUP":         "g" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())),
+		"REPLICAR_LEASE_TTL":     "1s",
+		"REPLICAR_MAX_LAG":       "1s",
+		"REPLICAR_ACK_TIMEOUT":   "3s",
+		"REPLICAR_FAILOVER_WAIT": "5s",
+		"REPLICAR_LOG_LEVEL":     "info",
+	}
+	for k, v := range env {
+		base[k] = v
+	}
+	if len(base["REPLICAR_GROUP"]) > 60 {
+		base["REPLICAR_GROUP"] = base["REPLICAR_GROUP"][:60]
+	}
+	for i := range n {
+		store := startRedis(t)
+		vars := map[string]string{"REPLICAR_BACKEND": store.Addr}
+		for k, v := range base {
+			vars[k] = v
+		}
+		g.stores = append(g.stores, store)
+		g.nodes = append(g.nodes, harness.StartReplicar(t, bin, fmt.Sprintf("n%d", i+1), vars))
+	}
+	return g
+}
+
+// status is the part of /status the tests read.
+type status struct {
+	Node, Role, State, Leader string
+	Epoch, Offset, Applied    uint64
+	ISR                       []string
+}
+
+func (g *procGroup) status(i int) (status, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if !g.nodes[i].Running() {
+		return status{}, false
+	}
+	m, err := g.nodes[i].Status(ctx)
+	if err != nil {
+		return status{}, false
+	}
+	st := status{Node: str(m["node"]), Role: str(m["role"]), State: str(m["state"]), Leader: str(m["leader"]),
+		Epoch: num(m["epoch"]), Offset: num(m["offset"]), Applied: num(m["applied"])}
+	if isr, ok := m["isr"].([]any); ok {
+		for _, x := range isr {
+			st.ISR = append(st.ISR, str(x))
+		}
+	}
+	return st, true
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func num(v any) uint64 {
+	f, _ := v.(float64)
+	return uint64(f)
+}
+
+// waitLeader waits until one running node leads and streams, and every
+// other running node follows it, streams and is in the ISR; it returns the
+// leader's index.
+func (g *procGroup) waitLeader(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last []status
+	for time.Now().Before(deadline) {
+		last = last[:0]
+		leader, ok := -1, true
+		for i := range g.nodes {
+			st, up := g.status(i)
+			if !up {
+				continue
+			}
+			last = append(last, st)
+			if st.Role == "leader" && st.State == "streaming" {
+				if leader >= 0 {
+					ok = false
+				}
+				leader = i
+			}
+		}
+		if leader >= 0 && ok && len(last[0:]) > 0 {
+			all := true
+			if lst, _ := g.status(leader); len(lst.ISR) < len(last) {
+				all = false // followers stream but have not joined the ISR yet
+			}
+			for _, st := range last {
+				if st.Role != "leader" && (st.Role != "follower" || st.Leader != g.nodes[leader].Node || st.State != "streaming") {
+					all = false
+				}
+			}
+			if all {
+				return leader
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no settled leader within %v: %+v", timeout, last)
+	return -1
+}
+
+// waitCaughtUp waits until every running node has applied the leader's
+// last offset.
+func (g *procGroup) waitCaughtUp(t *testing.T, leader int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		lst, ok := g.status(leader)
+		done := ok
+		for i := range g.nodes {
+			if st, up := g.status(i); up && i != leader && st.Applied < lst.Offset {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("followers did not catch up within %v", timeout)
+}
+
+// client connects to node i's client port.
+func (g *procGroup) client(t *testing.T, i int) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: g.nodes[i].Addr, Protocol: 2, MaxRetries: -1,
+		ReadTimeout: 20 * time.Second, WriteTimeout: 5 * time.Second, PoolSize: 32})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// dataDigest hashes every key outside replicar's own, with its value and
+// absolute expiry, in dbs 0..dbs-1: equal stores give equal digests while
+// their position markers differ.
+func dataDigest(t *testing.T, addr string, dbs int) string {
+	t.Helper()
+	ctx := context.Background()
+	h := sha256.New()
+	for db := range dbs {
+		c := redis.NewClient(&redis.Options{Addr: addr, DB: db, Protocol: 2})
+		var keys []string
+		iter := c.Scan(ctx, 0, "*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if k := iter.Val(); !strings.HasPrefix(k, "__replicar:") {
+				keys = append(keys, k)
+			}
+		}
+		if err := iter.Err(); err != nil {
+			t.Fatalf("scan %s: %v", addr, err)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			d, _ := c.Do(ctx, "DEBUG", "DIGEST-VALUE", k).Text()
+			exp, _ := c.PExpireTime(ctx, k).Result()
+			fmt.Fprintf(h, "%d\x00%s\x00%s\x00%d\n", db, k, d, exp)
+		}
+		c.Close()
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
