@@ -49,9 +49,11 @@ type Group struct {
 	groupSize int
 	// needFull is set when the store may hold writes the backlog lacks
 	// (a crash while leading): it must full-resync before it follows.
-	needFull  bool
-	elections int
-	resyncs   map[string]int
+	needFull bool
+	// lastHolder is the last other node seen holding the lease.
+	lastHolder string
+	elections  int
+	resyncs    map[string]int
 }
 
 // Roles and states, as /status reports them.
@@ -339,7 +341,29 @@ func (g *Group) campaign(ctx context.Context, cur election.LeaderInfo, watch <-c
 		}
 		return g.waitChange(ctx, cur, watch, step)
 	}
-	return g.lead(ctx, lease, isr, watch)
+	return g.lead(ctx, lease, g.inheritISR(isr, members), watch)
+}
+
+// inheritISR is the ISR a new leader starts from: the old one, less the
+// nodes that cannot be in sync now (the deposed leader, which must resync
+// before it rejoins, and nodes whose member record has expired), plus
+// itself. Dropping a member is always safe, since it only narrows who may
+// be elected; it is published before anything commits without them.
+func (g *Group) inheritISR(isr election.ISR, members []election.Member) election.ISR {
+	alive := map[string]bool{}
+	for _, m := range members {
+		alive[m.Node] = true
+	}
+	g.mu.Lock()
+	deposed := g.lastHolder
+	g.mu.Unlock()
+	out := election.ISR{Epoch: isr.Epoch, Members: []string{g.cfg.NodeID}}
+	for _, n := range isr.Members {
+		if n != g.cfg.NodeID && n != deposed && alive[n] {
+			out.Members = append(out.Members, n)
+		}
+	}
+	return out
 }
 
 // lead serves as leader for as long as the lease holds.
@@ -375,8 +399,7 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 		g.stepDown(ctx, lease, log)
 		return election.LeaderInfo{}
 	}
-	// The ISR the old leader left stays, with this node in it.
-	initial := append([]string{g.cfg.NodeID}, isr.Members...)
+	initial := isr.Members
 	_, isrRev, _ := g.el.ISR(ctx)
 	var isrMu sync.Mutex
 	publish := func(pctx context.Context, members []string) error {
@@ -542,6 +565,9 @@ func (g *Group) stepDown(ctx context.Context, lease election.Leadership, log zer
 // follow applies the leader's backlog until the lease changes hands.
 func (g *Group) follow(ctx context.Context, leader election.LeaderInfo, watch <-chan election.LeaderInfo) election.LeaderInfo {
 	g.setRole(RoleFollower, StateConnecting, leader)
+	g.mu.Lock()
+	g.lastHolder = leader.Node
+	g.mu.Unlock()
 	route := func() {
 		g.srv.SetRoute(resp.Route{Mode: resp.RouteForward, Leader: leader.Addrs.Client, LocalReads: g.localReadsOK()})
 	}

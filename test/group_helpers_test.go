@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -193,4 +194,34 @@ func dataDigest(t *testing.T, addr string, dbs int) string {
 		c.Close()
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// timeline logs the nodes' role changes in time order, when -v is set, so
+// that a failover's time can be read off.
+func (g *procGroup) timeline(t *testing.T) {
+	if !testing.Verbose() {
+		return
+	}
+	type ev struct{ at, line string }
+	var evs []ev
+	for _, n := range g.nodes {
+		for _, line := range strings.Split(n.LogTail(2000), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) != nil {
+				continue
+			}
+			msg := str(m["message"])
+			switch msg {
+			case "won the lease", "leading", "lease lost", "stepped down", "handed over", "full resync needed",
+				"full resync done; streaming from the snapshot", "streaming from leader", "route changed", "another node holds the lease":
+			default:
+				continue
+			}
+			evs = append(evs, ev{str(m["time"]), fmt.Sprintf("%s %s %s", n.Node, msg, str(m["leader"]))})
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
+	for _, e := range evs {
+		t.Logf("%s %s", e.at, e.line)
+	}
 }
