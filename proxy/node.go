@@ -60,6 +60,9 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	// Until the election says otherwise, this node neither leads nor
 	// knows who does.
 	rl.BecomeFollower()
+	if ctx.Err() != nil {
+		return nil // asked to stop before anything started
+	}
 
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
@@ -70,7 +73,10 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		emb, err := election.StartEmbedded(ctx, election.EmbeddedOptions{Listen: cfg.NATSListen, StoreDir: storeDir,
 			ServerName: cfg.NodeID, Logger: logger.With().Str("component", "nats").Logger()})
 		if err != nil {
-			return fmt.Errorf("embedded nats on %s: %w", cfg.NATSListen, err)
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("embedded nats: %w", err)
 		}
 		defer emb.Shutdown()
 		natsURL = emb.URL()
@@ -79,6 +85,9 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	el, err := election.NewNATS(ctx, election.Options{URL: natsURL, Group: cfg.Group, TTL: cfg.LeaseTTL,
 		Replicas: natsReplicas(natsURL), Name: "replicar-" + cfg.NodeID, Logger: logger})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("election: %w", err)
 	}
 	defer el.Close()

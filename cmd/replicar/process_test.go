@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +31,7 @@ func TestBinary(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cleanEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "REPLICAR_NODE_ID=n1"}
+	cleanEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "REPLICAR_NODE_ID=n1", "REPLICAR_NATS_LISTEN=127.0.0.1:" + freePort(t)}
 
 	t.Run("version", func(t *testing.T) {
 		out, err := exec.Command(bin, "version").Output()
@@ -113,4 +114,17 @@ func TestBinary(t *testing.T) {
 			t.Errorf("log:\n%s", log)
 		}
 	})
+}
+
+// freePort is a loopback port nothing listens on now: the embedded NATS
+// server must not assume 4222 is free.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }
