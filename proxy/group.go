@@ -110,7 +110,9 @@ func (g *Group) Run(ctx context.Context, replLn net.Listener) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	runCtx, cancel := context.WithCancel(ctx)
+	// The replication port, the heartbeat and the leader watch outlive
+	// ctx until Run returns: a leader hands over after ctx ends.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	wg.Go(func() { g.acceptRepl(runCtx, replLn) })
 	wg.Go(func() { g.heartbeat(runCtx) })
@@ -438,7 +440,7 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 	g.mu.Unlock()
 	g.node.Repl = lr
 
-	lctx, stopServing := context.WithCancel(ctx)
+	lctx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -459,6 +461,7 @@ loop:
 		select {
 		case <-ctx.Done():
 			g.handover(lease, lr, log)
+			g.forwardToSuccessor(watch, log)
 			break loop
 		case <-lease.Lost():
 			log.Warn().Err(lease.Err()).Msg("lease lost")
@@ -494,26 +497,29 @@ loop:
 	return next
 }
 
-// handover is a leader's graceful exit: no new writes, a follower caught
-// up, the lease released so that it takes over at once.
+// handover is a leader's graceful exit: new commands wait for the next
+// leader, the writes already admitted execute, are logged and commit (the
+// followers catch up), and only then is the lease released, so that the
+// caught-up follower takes over at once and no client sees an error.
 func (g *Group) handover(lease election.Leadership, lr *LeaderReplication, log zerolog.Logger) {
 	g.setState(StateHandover)
 	g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
-	g.rl.BeginStepDown()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.LeaseTTL)
 	defer cancel()
-	_ = g.srv.Exclusive(ctx, func() error { return nil })
-	last := g.rl.Last().Offset
-	t := time.NewTicker(10 * time.Millisecond)
+	drained := g.srv.WaitWritesIdle(ctx) == nil
+	last := g.rl.Last()
+	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	caughtUp := ""
 wait:
 	for {
 		for _, f := range lr.Status().Followers {
-			if f.Connected && f.Acked >= last {
+			if f.Connected && f.Acked >= last.Offset {
 				caughtUp = f.Node
-				break wait
 			}
+		}
+		if caughtUp != "" && g.rl.Committed() >= last.Offset {
+			break
 		}
 		select {
 		case <-ctx.Done():
@@ -521,10 +527,42 @@ wait:
 		case <-t.C:
 		}
 	}
+	g.rl.BeginStepDown()
+	g.rl.BecomeFollower()
+	if drained {
+		if err := g.app.SetPosition(ctx, last); err == nil {
+			_, _ = g.app.Do(ctx, []byte("DEL"), []byte(resp.LeadingKey))
+		}
+	}
 	if err := lease.Release(ctx); err != nil {
 		log.Warn().Err(err).Msg("release the lease")
 	}
-	log.Info().Str("caught_up", caughtUp).Uint64("offset", last).Msg("handed over")
+	log.Info().Str("caught_up", caughtUp).Stringer("position", last).Bool("drained", drained).Msg("handed over")
+}
+
+// forwardToSuccessor keeps a leader that handed over serving its clients
+// for a moment, forwarding to the node that took over, so that commands
+// that reached it during the handover are answered rather than cut off.
+func (g *Group) forwardToSuccessor(watch <-chan election.LeaderInfo, log zerolog.Logger) {
+	deadline := time.NewTimer(2 * g.cfg.LeaseTTL)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-deadline.C:
+			log.Warn().Msg("no successor seen after the handover")
+			return
+		case next, ok := <-watch:
+			if !ok {
+				return
+			}
+			if next.Held() && next.Node != g.cfg.NodeID {
+				g.srv.SetRoute(resp.Route{Mode: resp.RouteForward, Leader: next.Addrs.Client})
+				log.Info().Str("successor", next.Node).Msg("forwarding to the successor while clients move")
+				time.Sleep(min(g.cfg.LeaseTTL, time.Second))
+				return
+			}
+		}
+	}
 }
 
 // stepDown ends a term: nothing new is admitted or acknowledged, the
@@ -539,7 +577,7 @@ func (g *Group) stepDown(ctx context.Context, lease election.Leadership, log zer
 	g.rl.BeginStepDown()
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(g.cfg.LeaseTTL, 2*time.Second))
 	defer cancel()
-	drained := g.srv.Exclusive(bctx, func() error { return nil }) == nil
+	drained := g.srv.WaitWritesIdle(bctx) == nil
 	g.rl.BecomeFollower()
 	if !drained {
 		g.mu.Lock()

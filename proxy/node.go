@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	context.AfterFunc(ctx, func() {
-		if context.Cause(ctx) != parent.Err() {
+		if parent.Err() == nil {
 			stopServing()
 		}
 	})

@@ -142,3 +142,136 @@ func TestLeaderKillFailover(t *testing.T) {
 		t.Error("the old leader rejoined without a full resync, though it crashed while leading")
 	}
 }
+
+// SIGTERM on the leader hands over: no client connected to another node
+// sees an error, and nothing acknowledged is lost.
+func TestGracefulHandover(t *testing.T) {
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"})
+	leader := g.waitLeader(t, 20*time.Second)
+	others := []int{(leader + 1) % 3, (leader + 2) % 3}
+	w := startWorkload(t, g, others, 2)
+	time.Sleep(time.Second)
+	start := time.Now()
+	if err := g.nodes[leader].Shutdown(); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	stopped := time.Since(start)
+	time.Sleep(time.Second)
+	w.halt()
+	t.Logf("longest pause in acknowledgements around the handover: %v", w.maxGap(start.Add(-100*time.Millisecond), start.Add(stopped)).Round(time.Millisecond))
+	g.timeline(t)
+	// The longest gap between acknowledgements around the handover is
+	// the pause clients saw.
+	t.Logf("leader exited %v after SIGTERM", stopped.Round(time.Millisecond))
+	if len(w.errs) > 0 {
+		for i, e := range w.errs {
+			t.Logf("error at %s: %s", w.errTime[i].UTC().Format("15:04:05.000"), e)
+		}
+		t.Fatalf("%d client errors during the handover", len(w.errs))
+	}
+	newLeader := g.waitLeader(t, 10*time.Second)
+	w.check(t, g, newLeader)
+	g.sameData(t, newLeader)
+}
+
+// A leader paused (SIGSTOP) past its lease is replaced; when it resumes it
+// acknowledges nothing under its old lease, rejoins as a follower, and no
+// acknowledged write is lost.
+func TestPausedLeaderIsFenced(t *testing.T) {
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"})
+	leader := g.waitLeader(t, 20*time.Second)
+	// Clients on every node, the paused leader's included: its clients'
+	// writes are the ones that must not be acknowledged after its deadline.
+	w := startWorkload(t, g, []int{0, 1, 2}, 1)
+	time.Sleep(500 * time.Millisecond)
+	if err := g.nodes[leader].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // 3 × LEASE_TTL
+	if err := g.nodes[leader].Cont(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	w.halt()
+	g.timeline(t)
+	newLeader := g.waitLeader(t, 20*time.Second)
+	if newLeader == leader {
+		t.Fatal("the paused leader leads again at once")
+	}
+	w.check(t, g, newLeader)
+	g.sameData(t, newLeader)
+	if st, _ := g.status(leader); st.Role != "follower" {
+		t.Fatalf("the resumed leader is %q, want follower", st.Role)
+	}
+}
+
+// A leader whose backend dies steps down and the group fails over; the
+// store comes back empty and is rebuilt.
+func TestLeaderBackendDeath(t *testing.T) {
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"})
+	leader := g.waitLeader(t, 20*time.Second)
+	w := startWorkload(t, g, []int{(leader + 1) % 3, (leader + 2) % 3}, 1)
+	time.Sleep(500 * time.Millisecond)
+	if err := g.stores[leader].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	deadline := time.Now().Add(20 * time.Second)
+	newLeader := -1
+	for time.Now().Before(deadline) && newLeader < 0 {
+		for i := range g.nodes {
+			if st, ok := g.status(i); ok && i != leader && st.Role == "leader" && st.State == "streaming" {
+				newLeader = i
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if newLeader < 0 {
+		g.timeline(t)
+		t.Fatal("no failover after the leader's backend died")
+	}
+	t.Logf("new leader %s %v after the backend died", g.nodes[newLeader].Node, time.Since(killed).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	if err := g.stores[leader].Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	w.halt()
+	g.timeline(t)
+	newLeader = g.waitLeader(t, 30*time.Second)
+	w.check(t, g, newLeader)
+	g.sameData(t, newLeader)
+}
+
+// A follower killed with SIGKILL during writes comes back and catches up by
+// partial resync from its own store's position: non-idempotent writes are
+// applied exactly once.
+func TestFollowerKillPartialResync(t *testing.T) {
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"})
+	leader := g.waitLeader(t, 20*time.Second)
+	victim := (leader + 1) % 3
+	w := startWorkload(t, g, []int{leader}, 3)
+	time.Sleep(time.Second)
+	if err := g.nodes[victim].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := g.nodes[victim].Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	w.halt()
+	if len(w.errs) > 0 {
+		t.Errorf("%d client errors while a follower restarted; first: %s", len(w.errs), w.errs[0])
+	}
+	leader = g.waitLeader(t, 20*time.Second)
+	w.check(t, g, leader)
+	g.sameData(t, leader)
+	log := g.nodes[victim].LogTail(2000)
+	if strings.Contains(log, "full resync needed") {
+		t.Fatal("the restarted follower needed a full resync; want a partial one")
+	}
+	if !strings.Contains(log, "streaming from leader") {
+		t.Fatal("the restarted follower never streamed")
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,6 +213,10 @@ func (g *procGroup) timeline(t *testing.T) {
 				continue
 			}
 			msg := str(m["message"])
+			if lvl := str(m["level"]); lvl == "warn" || lvl == "error" {
+				evs = append(evs, ev{str(m["time"]), fmt.Sprintf("%s %s: %s %s", n.Node, lvl, msg, str(m["error"]))})
+				continue
+			}
 			switch msg {
 			case "won the lease", "leading", "lease lost", "stepped down", "handed over", "full resync needed",
 				"full resync done; streaming from the snapshot", "streaming from leader", "route changed", "another node holds the lease":
@@ -223,5 +229,134 @@ func (g *procGroup) timeline(t *testing.T) {
 	sort.Slice(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
 	for _, e := range evs {
 		t.Logf("%s %s", e.at, e.line)
+	}
+}
+
+// workload writes unique ids (RPUSH ids) and counts (INCR ctr) through some
+// nodes' client ports, recording what was acknowledged and every error.
+type workload struct {
+	stop    atomic.Bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	acked   []string
+	incrs   int64 // INCRs acknowledged
+	tries   int64 // INCRs sent
+	errs    []string
+	errTime []time.Time
+	ackTime []time.Time
+	lastAck atomic.Int64
+}
+
+// maxGap is the longest time between two acknowledgements in [from, to]:
+// the pause clients saw.
+func (w *workload) maxGap(from, to time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	times := append([]time.Time(nil), w.ackTime...)
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	var gap time.Duration
+	prev := from
+	for _, at := range times {
+		if at.Before(from) || at.After(to) {
+			continue
+		}
+		gap = max(gap, at.Sub(prev))
+		prev = at
+	}
+	return max(gap, to.Sub(prev))
+}
+
+func startWorkload(t *testing.T, g *procGroup, nodes []int, perNode int) *workload {
+	w := &workload{}
+	ctx := context.Background()
+	for _, node := range nodes {
+		for k := range perNode {
+			c := g.client(t, node)
+			name := fmt.Sprintf("n%d.%d", node, k)
+			w.wg.Go(func() {
+				for i := 0; !w.stop.Load(); i++ {
+					id := fmt.Sprintf("%s-%d", name, i)
+					err := c.RPush(ctx, "ids", id).Err()
+					if err == nil {
+						w.mu.Lock()
+						w.tries++
+						w.mu.Unlock()
+						err = c.Incr(ctx, "ctr").Err()
+					}
+					w.mu.Lock()
+					if err != nil {
+						w.errs = append(w.errs, err.Error())
+						w.errTime = append(w.errTime, time.Now())
+					} else {
+						w.acked = append(w.acked, id)
+						w.ackTime = append(w.ackTime, time.Now())
+						w.incrs++
+						w.lastAck.Store(time.Now().UnixNano())
+					}
+					w.mu.Unlock()
+					if err != nil {
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+			})
+		}
+	}
+	return w
+}
+
+func (w *workload) halt() {
+	w.stop.Store(true)
+	w.wg.Wait()
+}
+
+// check reads the ids and the counter back from the leader: every
+// acknowledged id is there exactly once, and the counter is between the
+// INCRs acknowledged and those sent.
+func (w *workload) check(t *testing.T, g *procGroup, leader int) {
+	t.Helper()
+	ctx := context.Background()
+	c := g.client(t, leader)
+	got, err := c.LRange(ctx, "ids", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, id := range got {
+		count[id]++
+	}
+	lost, dups := 0, 0
+	for _, id := range w.acked {
+		if count[id] == 0 {
+			lost++
+		}
+	}
+	for _, n := range count {
+		if n > 1 {
+			dups++
+		}
+	}
+	ctr, _ := c.Get(ctx, "ctr").Int64()
+	t.Logf("acknowledged %d writes, %d errors; list holds %d; lost %d; duplicated %d; ctr %d (acked %d, sent %d)",
+		len(w.acked), len(w.errs), len(got), lost, dups, ctr, w.incrs, w.tries)
+	if lost > 0 || dups > 0 {
+		t.Fatalf("%d acknowledged writes lost, %d applied twice", lost, dups)
+	}
+	if ctr < w.incrs || ctr > w.tries {
+		t.Fatalf("ctr = %d, want between %d acknowledged and %d sent INCRs", ctr, w.incrs, w.tries)
+	}
+}
+
+// sameData requires every running store to hold the leader's data.
+func (g *procGroup) sameData(t *testing.T, leader int) {
+	t.Helper()
+	g.waitCaughtUp(t, leader, 30*time.Second)
+	want := dataDigest(t, g.stores[leader].Addr, 1)
+	for i := range g.stores {
+		if !g.nodes[i].Running() {
+			continue
+		}
+		if got := dataDigest(t, g.stores[i].Addr, 1); got != want {
+			t.Fatalf("store of %s differs from the leader's", g.nodes[i].Node)
+		}
 	}
 }

@@ -73,11 +73,21 @@ func (l *lane) run(ctx context.Context) {
 		select {
 		case j := <-l.jobs:
 			j.fail(0, "ERR backend unavailable: proxy shutting down", false)
-			close(j.done)
+			l.finish(j)
 		default:
 			return
 		}
 	}
+}
+
+// finish marks j answered. On the writer it also counts its writes out of
+// the server's in-flight count, which a leader handing over waits on.
+func (l *lane) finish(j *job) {
+	if j.writes > 0 {
+		l.srv.writesInFlight.Add(-j.writes)
+		j.writes = 0
+	}
+	close(j.done)
 }
 
 func (l *lane) setDown(err error) {
@@ -108,7 +118,7 @@ func (l *lane) failFor(ctx context.Context, d time.Duration) {
 			// Exclusive jobs too: they run on their own connection but
 			// need the writer's order, so without the writer they fail.
 			j.fail(0, l.downMessage(), false)
-			close(j.done)
+			l.finish(j)
 		}
 	}
 }
@@ -152,14 +162,14 @@ func (l *lane) serve(ctx context.Context, conn net.Conn, br *bufio.Reader, bw *b
 			if err := l.roundTrip(br, bw, burst[start:i], &db); err != nil {
 				for _, j := range burst[i:] {
 					j.fail(0, l.downMessage(), false)
-					close(j.done)
+					l.finish(j)
 				}
 				return err
 			}
 			if i < len(burst) {
 				j := burst[i]
 				j.exclusive(j)
-				close(j.done)
+				l.finish(j)
 			}
 			start = i + 1
 		}
@@ -191,7 +201,7 @@ func (l *lane) roundTrip(br *bufio.Reader, bw *bufio.Writer, jobs []*job, db *in
 				return err
 			}
 		}
-		close(j.done)
+		l.finish(j)
 	}
 	return nil
 }
@@ -294,7 +304,7 @@ func (l *lane) failInflight(j *job, from int, err error) {
 			}
 		}
 	}
-	close(j.done)
+	l.finish(j)
 }
 
 func (l *lane) receiveStep(br *bufio.Reader, j *job, i int) error {

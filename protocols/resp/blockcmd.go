@@ -1,6 +1,8 @@
 package resp
 
 import (
+	"github.com/replicar/replicar/ackpolicy"
+
 	"bytes"
 	"context"
 	"errors"
@@ -117,6 +119,10 @@ func (s *session) probe(args [][]byte, isWrite bool) (*job, bool, error) {
 			return nil, false, err
 		}
 		plan.Atomic = true
+		if !s.holdWrite() {
+			return nil, false, ackpolicy.ErrNotLeader
+		}
+		j.writes = 1
 		j.steps = append(j.steps, step{kind: stepWrite, db: s.db, plan: plan})
 	} else {
 		j.steps = append(j.steps, step{kind: stepRead, db: s.db, args: args})

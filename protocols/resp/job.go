@@ -63,6 +63,9 @@ type job struct {
 	// arena holds the arguments the steps alias, released once the
 	// replies are written.
 	arena *arena
+	// writes counts the client writes in the job that the server's
+	// writesInFlight holds, until the writer answers them.
+	writes int64
 	// queued is when a forwarded job was submitted: it waits for a leader
 	// for at most FailoverWait from then.
 	queued time.Time

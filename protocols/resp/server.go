@@ -51,6 +51,26 @@ type Server struct {
 	route routeState
 	// fwdWG tracks the clients' private lanes to the leader.
 	fwdWG sync.WaitGroup
+	// writesInFlight counts client writes bound for the ordered writer and
+	// not yet answered by it (see enqueueWrite).
+	writesInFlight atomic.Int64
+}
+
+// WaitWritesIdle waits until every client write admitted while this node
+// led has been executed and logged, or ctx ends. Call it after SetRoute
+// has moved writes elsewhere: a leader stepping down or handing over then
+// knows its store and its backlog agree.
+func (s *Server) WaitWritesIdle(ctx context.Context) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for s.writesInFlight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d writes still executing: %w", s.writesInFlight.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // Stats are the front end's counters, for REPLICAR INFO and metrics.

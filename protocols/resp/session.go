@@ -427,7 +427,27 @@ func (s *session) write(args [][]byte) {
 		s.localError(err.Error())
 		return
 	}
+	if !s.holdWrite() {
+		// The node stopped leading since the command was routed: the
+		// leader, once there is one, takes it instead.
+		s.forward(nil, args)
+		return
+	}
 	s.enqueue(s.srv.writer, step{kind: stepWrite, db: s.db, plan: plan})
+	s.cur.writes++
+}
+
+// holdWrite counts a write into the server's in-flight writes, then checks
+// that this node still leads. The order matters: a leader that changes the
+// route and then sees no write in flight knows no write slipped in between
+// (the route check of a write counted after it sees the new route).
+func (s *session) holdWrite() bool {
+	s.srv.writesInFlight.Add(1)
+	if s.srv.route.load().Mode != RouteLocal {
+		s.srv.writesInFlight.Add(-1)
+		return false
+	}
+	return true
 }
 
 // reservedPrefix is where replicar keeps its own keys in db 0.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/replicar/replicar/ackpolicy"
 )
 
 // Transactions. MULTI queues commands in the proxy; EXEC sends them to the
@@ -202,10 +204,18 @@ func (s *session) exec(ctx context.Context) {
 			return
 		}
 	}
+	if writes && !s.holdWrite() {
+		s.unwatch()
+		s.localError(errorMessage(ackpolicy.ErrNotLeader))
+		return
+	}
 	st := step{kind: stepTx, db: tx.db, tx: plans, txDB: db}
 	s.db = db
 	if s.watch == nil || !s.watch.active {
 		s.enqueue(s.srv.writer, st)
+		if writes {
+			s.cur.writes++
+		}
 		return
 	}
 	// EXEC unwatches everything, whatever its outcome.
@@ -215,6 +225,9 @@ func (s *session) exec(ctx context.Context) {
 	j := newJob()
 	j.sess = s
 	j.steps = append(j.steps, st)
+	if writes {
+		j.writes = 1
+	}
 	j.exclusive = func(j *job) { s.srv.execWatched(w, j) }
 	s.cur, s.curLane = j, s.srv.writer
 	s.dispatch()
