@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/replicar/replicar/test/harness"
 )
 
 // Three real nodes elect a leader through NATS; writes sent to any node
@@ -273,5 +275,50 @@ func TestFollowerKillPartialResync(t *testing.T) {
 	}
 	if !strings.Contains(log, "streaming from leader") {
 		t.Fatal("the restarted follower never streamed")
+	}
+}
+
+// On a 3-server NATS cluster (R3 bucket), the group fails over after its
+// leader is killed, and keeps working with one NATS server down.
+func TestGroupOnNATSCluster(t *testing.T) {
+	harness.Require(t, "nats-server")
+	cluster := harness.StartNATSCluster(t, 3)
+	var urls []string
+	for _, n := range cluster.Nodes {
+		urls = append(urls, n.URL)
+	}
+	g := (&procGroup{}).start(t, 3, strings.Join(urls, ","), map[string]string{"REPLICAR_ACK_POLICY": "quorum"})
+	leader := g.waitLeader(t, 30*time.Second)
+	if err := cluster.Nodes[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorkload(t, g, []int{(leader + 1) % 3}, 2)
+	time.Sleep(time.Second)
+	if err := g.nodes[leader].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	w.halt()
+	g.timeline(t)
+	newLeader := g.waitLeader(t, 30*time.Second)
+	if newLeader == leader {
+		t.Fatal("the killed node leads")
+	}
+	w.check(t, g, newLeader)
+	g.sameData(t, newLeader)
+}
+
+// With REPLICAR_NATS_URL empty, node 1 runs an embedded NATS server that
+// the other nodes use.
+func TestGroupOnEmbeddedNATS(t *testing.T) {
+	g := (&procGroup{}).start(t, 3, "", map[string]string{"REPLICAR_ACK_POLICY": "quorum"})
+	leader := g.waitLeader(t, 30*time.Second)
+	w := startWorkload(t, g, []int{0, 1, 2}, 1)
+	time.Sleep(time.Second)
+	w.halt()
+	w.check(t, g, leader)
+	g.sameData(t, leader)
+	if !strings.Contains(g.nodes[0].LogTail(200), "embedded nats server running") {
+		t.Fatal("node 1 did not run the embedded NATS server")
 	}
 }

@@ -30,10 +30,21 @@ type procGroup struct {
 func startProcGroup(t *testing.T, n int, env map[string]string) *procGroup {
 	t.Helper()
 	harness.Require(t, "nats-server")
-	bin := harness.BuildReplicar(t)
 	g := &procGroup{nats: harness.StartNATS(t)}
+	return g.start(t, n, g.nats.URL, env)
+}
+
+// start starts n nodes on natsURL; an empty natsURL makes node 1 run the
+// embedded NATS server, which the others then use.
+func (g *procGroup) start(t *testing.T, n int, natsURL string, env map[string]string) *procGroup {
+	t.Helper()
+	bin := harness.BuildReplicar(t)
+	embedded := natsURL == ""
+	if embedded {
+		natsURL = fmt.Sprintf("nats://127.0.0.1:%d", harness.FreePort(t))
+	}
 	base := map[string]string{
-		"REPLICAR_NATS_URL":      g.nats.URL,
+		"REPLICAR_NATS_URL":      natsURL,
 		"REPLICAR_GROUP":         "g" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())),
 		"REPLICAR_LEASE_TTL":     "1s",
 		"REPLICAR_MAX_LAG":       "1s",
@@ -52,6 +63,10 @@ func startProcGroup(t *testing.T, n int, env map[string]string) *procGroup {
 		vars := map[string]string{"REPLICAR_BACKEND": store.Addr}
 		for k, v := range base {
 			vars[k] = v
+		}
+		if embedded && i == 0 {
+			vars["REPLICAR_NATS_URL"] = ""
+			vars["REPLICAR_NATS_LISTEN"] = strings.TrimPrefix(natsURL, "nats://")
 		}
 		g.stores = append(g.stores, store)
 		g.nodes = append(g.nodes, harness.StartReplicar(t, bin, fmt.Sprintf("n%d", i+1), vars))

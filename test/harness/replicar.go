@@ -148,3 +148,36 @@ func (r *Replicar) Status(ctx context.Context) (map[string]any, error) {
 	}
 	return st, nil
 }
+
+// StartReplicarOn is StartReplicar with the client and replication ports
+// bound on host, another loopback address such as "127.0.0.2", instead of
+// 127.0.0.1. The port numbers are picked free on 127.0.0.1 and reserved, so
+// that a proxy can listen on 127.0.0.1 with the same numbers and forward to
+// host: with REPLICAR_ADVERTISE=127.0.0.1 in env, peers then reach the node
+// only through that proxy, which a test can cut. The HTTP port stays on
+// 127.0.0.1, so the readiness probe and Status reach the node directly.
+func StartReplicarOn(t testing.TB, bin, node, host string, env map[string]string) *Replicar {
+	t.Helper()
+	dir := t.TempDir()
+	r := &Replicar{Node: node, Dir: dir, vars: env}
+	r.Process = newProcess("replicar-"+node, bin, dir, filepath.Join(dir, "replicar.log"))
+	r.args = func() ([]string, error) { return nil, nil }
+	r.env = r.environ
+	r.ready = r.healthz
+	r.readyTimeout = 30 * time.Second
+	t.Cleanup(func() { r.cleanup(t) })
+	err := r.startFresh(func() error {
+		ports, err := freePorts(3)
+		if err != nil {
+			return err
+		}
+		r.Addr = host + ":" + strconv.Itoa(ports[0])
+		r.Repl = host + ":" + strconv.Itoa(ports[1])
+		r.HTTP = "127.0.0.1:" + strconv.Itoa(ports[2])
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("start replicar %s on %s: %v", node, host, err)
+	}
+	return r
+}
