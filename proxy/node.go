@@ -28,7 +28,7 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	case cfg.Protocol != ProtocolRedis:
 		return fmt.Errorf("REPLICAR_PROTOCOL=%s: %w", cfg.Protocol, ErrNotImplemented)
 	case cfg.Backend == "":
-		return fmt.Errorf("router mode (no REPLICAR_BACKEND): %w", ErrNotImplemented)
+		return RunRouter(ctx, cfg, logger)
 	}
 	policy, err := ackpolicy.Parse(string(cfg.AckPolicy), cfg.Acks, cfg.MinInsync)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/replicar/replicar/test/harness"
 )
 
@@ -320,5 +322,56 @@ func TestGroupOnEmbeddedNATS(t *testing.T) {
 	g.sameData(t, leader)
 	if !strings.Contains(g.nodes[0].LogTail(200), "embedded nats server running") {
 		t.Fatal("node 1 did not run the embedded NATS server")
+	}
+}
+
+// A router (no REPLICAR_BACKEND) forwards every command to the current
+// leader; its clients keep their connections across a failover.
+func TestRouterFollowsTheLeader(t *testing.T) {
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"})
+	leader := g.waitLeader(t, 20*time.Second)
+	r := harness.StartReplicar(t, harness.BuildReplicar(t), "r1", map[string]string{
+		"REPLICAR_NATS_URL": g.nats.URL, "REPLICAR_GROUP": g.nodes[0].Var("REPLICAR_GROUP"),
+		"REPLICAR_LEASE_TTL": "1s", "REPLICAR_FAILOVER_WAIT": "5s",
+	})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Protocol: 2, MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second})
+	defer c.Close()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.Set(ctx, "via-router", "1", 0).Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SET through the router: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got, _ := g.client(t, leader).Get(ctx, "via-router").Result(); got != "1" {
+		t.Fatal("the router's write did not reach the leader")
+	}
+	if err := g.nodes[leader].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The same connection (PoolSize 1) writes again once a new leader serves.
+	start := time.Now()
+	var err error
+	for time.Since(start) < 15*time.Second {
+		if err = c.Incr(ctx, "after-failover").Err(); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("INCR through the router after failover: %v", err)
+	}
+	t.Logf("router served a write %v after the leader was killed", time.Since(start).Round(time.Millisecond))
+	newLeader := g.waitLeader(t, 20*time.Second)
+	if got, _ := g.client(t, newLeader).Get(ctx, "via-router").Result(); got != "1" {
+		t.Fatal("a write acknowledged through the router was lost")
+	}
+	if st, err := r.Status(ctx); err != nil || st["role"] != "router" || st["leader"] != g.nodes[newLeader].Node {
+		t.Fatalf("router status = %v, %v", st, err)
 	}
 }

@@ -377,7 +377,12 @@ func txEnd(args [][]byte) bool {
 // does not lead. Connection state, REPLICAR, pub/sub subscriptions (PUBLISH
 // is replicated, so a follower's own store delivers it) and admin commands
 // stay local; reads go to the leader unless local reads are allowed.
-func needsLeader(class Class, rt Route) bool {
+func needsLeader(class Class, rt Route, router bool) bool {
+	if router {
+		// No store here: only connection state and REPLICAR INFO are
+		// served locally; pub/sub subscribes through the leader.
+		return class != ClassConnection && class != ClassProxy && class != ClassPubSub
+	}
 	switch class {
 	case ClassConnection, ClassProxy, ClassPubSub, ClassAdmin:
 		return false
@@ -450,7 +455,7 @@ func (s *session) routeToLeader(info *CommandInfo, class Class, args [][]byte, r
 			// Kept here and re-applied on the next forwarded command.
 			return false, false
 		}
-	} else if !needsLeader(class, rt) {
+	} else if !needsLeader(class, rt, s.srv.Router()) {
 		return false, false
 	}
 	s.noteForwardTx(info)

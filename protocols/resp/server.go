@@ -163,8 +163,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopLanes()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.writer.run(laneCtx) })
-	for _, r := range s.readers {
-		wg.Go(func() { r.run(laneCtx) })
+	if !s.Router() {
+		for _, r := range s.readers {
+			wg.Go(func() { r.run(laneCtx) })
+		}
 	}
 	wg.Go(func() {
 		<-ctx.Done()
@@ -233,19 +235,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // databases and the server version, refreshed on every reconnect so that a
 // backend upgrade is picked up.
 func (s *Server) dialBackend(ctx context.Context, name string, ordered bool) (net.Conn, *bufio.Reader, *bufio.Writer, error) {
-	d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: 15 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", s.cfg.Backend)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("dial %s: %w", s.cfg.Backend, err)
+	var (
+		conn   net.Conn
+		br     *bufio.Reader
+		bw     *bufio.Writer
+		err    error
+		router = s.Router()
+	)
+	if router {
+		// A router has no store: what would go to it goes to the
+		// leader, which also serves the command table.
+		addr, ok := s.leaderAddr()
+		if !ok {
+			return nil, nil, nil, errors.New("no leader known")
+		}
+		if conn, br, bw, err = s.dialLeader(ctx, addr); err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: 15 * time.Second}
+		if conn, err = d.DialContext(ctx, "tcp", s.cfg.Backend); err != nil {
+			return nil, nil, nil, fmt.Errorf("dial %s: %w", s.cfg.Backend, err)
+		}
+		br = bufio.NewReaderSize(conn, 64<<10)
+		bw = bufio.NewWriterSize(conn, 64<<10)
 	}
-	br := bufio.NewReaderSize(conn, 64<<10)
-	bw := bufio.NewWriterSize(conn, 64<<10)
 	fail := func(err error) (net.Conn, *bufio.Reader, *bufio.Writer, error) {
 		conn.Close()
 		return nil, nil, nil, err
 	}
 	conn.SetDeadline(time.Now().Add(5 * s.cfg.DialTimeout))
-	if s.cfg.BackendPassword != "" {
+	if s.cfg.BackendPassword != "" && !router {
 		args := [][]byte{[]byte("AUTH")}
 		if s.cfg.BackendUser != "" {
 			args = append(args, []byte(s.cfg.BackendUser))
@@ -390,6 +410,10 @@ func (s *Server) unknownOutcome(st step) {
 // TLSListener wraps ln with the given server TLS config, for rediss-style
 // clients.
 func TLSListener(ln net.Listener, cfg *tls.Config) net.Listener { return tls.NewListener(ln, cfg) }
+
+// Router says whether the server has no backend of its own (no
+// REPLICAR_BACKEND): it forwards every command to the leader.
+func (s *Server) Router() bool { return s.cfg.Backend == "" }
 
 // BackendUp reports whether the ordered writer is connected to the
 // backend, which is what serving writes needs.

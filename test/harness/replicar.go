@@ -181,3 +181,6 @@ func StartReplicarOn(t testing.TB, bin, node, host string, env map[string]string
 	}
 	return r
 }
+
+// Var is the value of one of the node's REPLICAR_* variables as started.
+func (r *Replicar) Var(name string) string { return r.vars[name] }
