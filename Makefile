@@ -14,7 +14,7 @@ TEST_FUZZTIME ?= 10s
 FUZZTIME      ?= 2m
 TEST_TIMEOUT  ?= 12m
 
-.PHONY: all build test unit lint fuzz bench bench-resp bench-repl deps run stop clean
+.PHONY: all build test unit lint fuzz bench bench-resp bench-repl deps run stop clean failover-bench
 
 all: build
 
@@ -65,3 +65,9 @@ bench-repl:
 
 clean:
 	rm -rf bin .run
+
+# Leader SIGKILL → writes back, over KILLS kills (default 20), through a
+# router: p50 and max write unavailability, and no acknowledged write lost.
+KILLS ?= 20
+failover-bench: build
+	REPLICAR_FAILOVER_KILLS=$(KILLS) $(GO) test -count=1 -v -timeout 30m -run '^TestFailoverUnavailability$$' ./test/ | grep -E 'kill [0-9]+|unavailability|^(--- |ok|FAIL)'

@@ -3,6 +3,9 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -373,5 +376,110 @@ func TestRouterFollowsTheLeader(t *testing.T) {
 	}
 	if st, err := r.Status(ctx); err != nil || st["role"] != "router" || st["leader"] != g.nodes[newLeader].Node {
 		t.Fatalf("router status = %v, %v", st, err)
+	}
+}
+
+// Write unavailability over repeated leader kills, measured through a
+// router: from each SIGKILL of the leader to the first acknowledgement of a
+// write sent after it. REPLICAR_FAILOVER_KILLS sets the number of kills
+// (default 4; `make failover-bench` runs 20). The numbers are reported, and
+// only a gross regression fails the test: speed lives in benchmarks.
+func TestFailoverUnavailability(t *testing.T) {
+	kills := 4
+	if v := os.Getenv("REPLICAR_FAILOVER_KILLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("REPLICAR_FAILOVER_KILLS=%q", v)
+		}
+		kills = n
+	}
+	const ttl = time.Second
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"})
+	g.waitLeader(t, 20*time.Second)
+	r := harness.StartReplicar(t, harness.BuildReplicar(t), "r1", map[string]string{
+		"REPLICAR_NATS_URL": g.nats.URL, "REPLICAR_GROUP": g.nodes[0].Var("REPLICAR_GROUP"),
+		"REPLICAR_LEASE_TTL": ttl.String(), "REPLICAR_FAILOVER_WAIT": "10s",
+	})
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Protocol: 2, MaxRetries: -1, PoolSize: 4, ReadTimeout: 15 * time.Second})
+	defer c.Close()
+
+	var (
+		stop    atomic.Bool
+		killAt  atomic.Int64
+		firstOK atomic.Int64
+		acked   sync.Map
+		wg      sync.WaitGroup
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				id := fmt.Sprintf("%d-%d", w, i)
+				sent := time.Now().UnixNano()
+				if err := c.RPush(ctx, "ids", id).Err(); err != nil {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				acked.Store(id, true)
+				if k := killAt.Load(); k != 0 && sent > k {
+					firstOK.CompareAndSwap(0, time.Now().UnixNano())
+				}
+			}
+		})
+	}
+	var took []time.Duration
+	for k := range kills {
+		leader := g.waitLeader(t, 30*time.Second)
+		g.waitCaughtUp(t, leader, 30*time.Second)
+		time.Sleep(300 * time.Millisecond)
+		firstOK.Store(0)
+		at := time.Now()
+		if err := g.nodes[leader].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		killAt.Store(at.UnixNano())
+		for firstOK.Load() == 0 && time.Since(at) < 30*time.Second {
+			time.Sleep(2 * time.Millisecond)
+		}
+		if firstOK.Load() == 0 {
+			t.Fatalf("kill %d: no write acknowledged within 30s", k+1)
+		}
+		d := time.Unix(0, firstOK.Load()).Sub(at)
+		took = append(took, d)
+		killAt.Store(0)
+		t.Logf("kill %d of %s: writes back after %v", k+1, g.nodes[leader].Node, d.Round(time.Millisecond))
+		if err := g.nodes[leader].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	slices.Sort(took)
+	p50, worst := took[len(took)/2], took[len(took)-1]
+	t.Logf("write unavailability over %d leader kills, LEASE_TTL=%v: p50 %v, max %v (target < 2 × LEASE_TTL = %v)",
+		kills, ttl, p50.Round(time.Millisecond), worst.Round(time.Millisecond), 2*ttl)
+
+	leader := g.waitLeader(t, 30*time.Second)
+	got, err := g.client(t, leader).LRange(ctx, "ids", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, id := range got {
+		have[id] = true
+	}
+	lost := 0
+	acked.Range(func(k, _ any) bool {
+		if !have[k.(string)] {
+			lost++
+		}
+		return true
+	})
+	if lost > 0 {
+		t.Fatalf("%d acknowledged writes lost over %d leader kills", lost, kills)
+	}
+	g.sameData(t, leader)
+	if worst > 10*ttl {
+		t.Fatalf("a failover took %v, over 10 × LEASE_TTL", worst)
 	}
 }
