@@ -117,6 +117,11 @@ type ReplicaStatus struct {
 	HeartbeatAge time.Duration `json:"heartbeat_age"`
 	// Reconnects counts sessions that ended with an error.
 	Reconnects int `json:"reconnects"`
+	// Staleness bounds how far the store is behind the leader: the time
+	// since a heartbeat arrived whose Last the store has applied, so the
+	// store holds every write the leader had made when it sent it. It is
+	// -1 (unknown: treat as unbounded) when no such heartbeat is known.
+	Staleness time.Duration `json:"staleness"`
 }
 
 // Follower streams a leader's backlog into an Applier, reconnecting with
@@ -132,6 +137,38 @@ type Follower struct {
 	// maxEpoch is the highest epoch seen; entries and leaders below it are
 	// refused.
 	maxEpoch uint64
+	// caughtUpAt is when the newest heartbeat the store has caught up with
+	// arrived; pendingHB are later heartbeats it has not, oldest first.
+	caughtUpAt time.Time
+	pendingHB  []heartbeatSeen
+}
+
+type heartbeatSeen struct {
+	at   time.Time
+	last uint64
+}
+
+// noteHeartbeat records a heartbeat for the staleness bound. f.mu held.
+func (f *Follower) noteHeartbeat(at time.Time, last uint64) {
+	if f.status.Applied.Offset >= last {
+		f.caughtUpAt, f.pendingHB = at, f.pendingHB[:0]
+		return
+	}
+	if len(f.pendingHB) >= 64 {
+		// Far behind: keep the oldest ones, which are the next to clear.
+		return
+	}
+	f.pendingHB = append(f.pendingHB, heartbeatSeen{at: at, last: last})
+}
+
+// noteApplied moves the staleness bound as the store catches up. f.mu held.
+func (f *Follower) noteApplied(applied uint64) {
+	n := 0
+	for n < len(f.pendingHB) && f.pendingHB[n].last <= applied {
+		f.caughtUpAt = f.pendingHB[n].at
+		n++
+	}
+	f.pendingHB = append(f.pendingHB[:0], f.pendingHB[n:]...)
 }
 
 // NewFollower returns a Follower applying to app.
@@ -146,6 +183,10 @@ func (f *Follower) Status() ReplicaStatus {
 	s := f.status
 	if !f.lastHB.IsZero() {
 		s.HeartbeatAge = time.Since(f.lastHB)
+	}
+	s.Staleness = -1
+	if s.Connected && !f.caughtUpAt.IsZero() {
+		s.Staleness = time.Since(f.caughtUpAt)
 	}
 	return s
 }
@@ -271,6 +312,7 @@ func (f *Follower) session(ctx context.Context) (streamed bool, err error) {
 			f.lastHB = time.Now()
 			f.status.LeaderLast = hb.Last
 			f.status.Committed = max(f.status.Committed, hb.Committed)
+			f.noteHeartbeat(f.lastHB, hb.Last)
 			f.mu.Unlock()
 		case TypeError:
 			return true, &PeerError{Code: fr.Error.Code, Message: fr.Error.Message}
@@ -341,6 +383,7 @@ func (f *Follower) apply(ctx context.Context, w *frameWriter, pos backlog.Positi
 	}
 	f.mu.Lock()
 	f.status.Applied = got
+	f.noteApplied(got.Offset)
 	f.status.LeaderLast = max(f.status.LeaderLast, got.Offset)
 	f.mu.Unlock()
 	return got, nil

@@ -427,6 +427,7 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 	}
 	lr := NewLeaderReplication(g.rl, ReplicationConfig{
 		Group: g.cfg.Group, Node: g.cfg.NodeID, GroupSize: g.size(), MaxLag: g.cfg.MaxLag,
+		Heartbeat: heartbeatEvery(g.cfg),
 		InitialISR: dedupe(initial), PublishISR: publish,
 		Snapshot: func(sctx context.Context, node, target string) (backlog.Position, error) {
 			return g.node.SnapshotInto(sctx, g.srv, target, g.log)
@@ -665,8 +666,10 @@ func (g *Group) currentFollower() *fanout.Follower {
 	return g.follower
 }
 
-// localReadsOK applies READ_POLICY on a follower: local always, bounded
-// while the lag is within MAX_READ_LAG.
+// localReadsOK applies READ_POLICY on a follower: local always; bounded
+// while the store is provably within MAX_READ_LAG of the leader (it has
+// applied everything the leader had when a heartbeat no older than that
+// was sent).
 func (g *Group) localReadsOK() bool {
 	switch g.cfg.ReadPolicy {
 	case ReadLocal:
@@ -677,15 +680,9 @@ func (g *Group) localReadsOK() bool {
 			return false
 		}
 		st := f.Status()
-		return st.Connected && g.lagWithin(st)
+		return st.Staleness >= 0 && st.Staleness <= g.cfg.MaxReadLag
 	}
 	return false
-}
-
-// lagWithin says whether a follower is within MAX_READ_LAG of its leader:
-// caught up to the last offset the leader announced, heard from recently.
-func (g *Group) lagWithin(st fanout.ReplicaStatus) bool {
-	return st.Applied.Offset >= st.LeaderLast && st.HeartbeatAge <= g.cfg.MaxReadLag
 }
 
 // runFollower follows leader until ctx ends or following fails.
@@ -763,6 +760,15 @@ func (t *teeApplier) Apply(ctx context.Context, entries []backlog.Entry) (backlo
 		err = terr
 	}
 	return pos, err
+}
+
+// heartbeatEvery is the leader's heartbeat interval: 1s, or often enough
+// for followers to prove READ_POLICY=bounded's MAX_READ_LAG.
+func heartbeatEvery(cfg Config) time.Duration {
+	if cfg.MaxReadLag > 0 {
+		return min(max(cfg.MaxReadLag/4, 10*time.Millisecond), time.Second)
+	}
+	return time.Second
 }
 
 // chanListener is a net.Listener over the connections acceptRepl hands on,

@@ -483,3 +483,58 @@ func TestFailoverUnavailability(t *testing.T) {
 		t.Fatalf("a failover took %v, over 10 × LEASE_TTL", worst)
 	}
 }
+
+// READ_POLICY: leader reads go to the primary, local reads come from the
+// node's own store, and bounded reads are local while the store provably
+// trails the leader by less than MAX_READ_LAG.
+func TestReadPolicies(t *testing.T) {
+	policies := []string{"leader", "local", "bounded"}
+	g := startProcGroup(t, 3, map[string]string{
+		"REPLICAR_ACK_POLICY": "all", "REPLICAR_MAX_READ_LAG": "2s",
+		"n1:REPLICAR_READ_POLICY": policies[0], "n2:REPLICAR_READ_POLICY": policies[1], "n3:REPLICAR_READ_POLICY": policies[2],
+	})
+	leader := g.waitLeader(t, 20*time.Second)
+	ctx := context.Background()
+	if err := g.client(t, leader).Set(ctx, "k", "from-leader", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	g.waitCaughtUp(t, leader, 10*time.Second)
+	// A value only the followers' stores hold tells where a read went.
+	for i := range g.stores {
+		if i == leader {
+			continue
+		}
+		direct := redis.NewClient(&redis.Options{Addr: g.stores[i].Addr, Protocol: 2})
+		if err := direct.Set(ctx, "k", "local-store", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		direct.Close()
+	}
+	for i, policy := range policies {
+		if i == leader {
+			continue
+		}
+		want := map[string]string{"leader": "from-leader", "local": "local-store", "bounded": "local-store"}[policy]
+		var got string
+		// A bounded follower proves its staleness with the next heartbeat.
+		for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(50 * time.Millisecond) {
+			if got, _ = g.client(t, i).Get(ctx, "k").Result(); got == want {
+				break
+			}
+		}
+		if got != want {
+			t.Errorf("READ_POLICY=%s on follower n%d read %q, want %q", policy, i+1, got, want)
+		}
+	}
+	// Read-your-writes on one connection holds under every policy: a read
+	// right after the client's own write follows it to the leader.
+	for i := range 3 {
+		c := g.client(t, i)
+		pipe := c.Pipeline()
+		pipe.Set(ctx, "ryw", fmt.Sprint(i), 0)
+		get := pipe.Get(ctx, "ryw")
+		if _, err := pipe.Exec(ctx); err != nil || get.Val() != fmt.Sprint(i) {
+			t.Errorf("node %d: read after write saw %q (%v)", i+1, get.Val(), err)
+		}
+	}
+}

@@ -64,6 +64,17 @@ func (g *procGroup) start(t *testing.T, n int, natsURL string, env map[string]st
 		for k, v := range base {
 			vars[k] = v
 		}
+		// "nK:NAME" keys set NAME on node K only.
+		for k, v := range env {
+			if node, name, ok := strings.Cut(k, ":"); ok && node == fmt.Sprintf("n%d", i+1) {
+				vars[name] = v
+			}
+		}
+		for k := range vars {
+			if strings.Contains(k, ":") {
+				delete(vars, k)
+			}
+		}
 		if embedded && i == 0 {
 			vars["REPLICAR_NATS_URL"] = ""
 			vars["REPLICAR_NATS_LISTEN"] = strings.TrimPrefix(natsURL, "nats://")

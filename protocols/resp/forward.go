@@ -103,6 +103,9 @@ func (r *routeState) set(rt Route) {
 // a connection finish there; idle forwarding connections move to the new
 // leader before their next command.
 func (s *Server) SetRoute(rt Route) {
+	if p := s.route.cur.Load(); p != nil && *p == rt {
+		return
+	}
 	s.route.set(rt)
 	s.log.Info().Stringer("mode", rt.Mode).Str("leader", rt.Leader).Bool("local_reads", rt.LocalReads).Msg("route changed")
 }

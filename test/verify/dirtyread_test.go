@@ -22,6 +22,14 @@ func TestNoReadOfUncommittedWrite(t *testing.T) {
 	for _, p := range policies[:2] { // all, quorum
 		t.Run(p.name, func(t *testing.T) {
 			c := StartCluster(t, 3, p.env)
+			t.Cleanup(func() {
+				if t.Failed() {
+					if dir := artifactDir(t); dir != "" {
+						saveNodeLogs(t, c, dir)
+						t.Logf("node logs: %s", dir)
+					}
+				}
+			})
 			leader, err := c.WaitSettled(30 * time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -61,7 +69,10 @@ func TestNoReadOfUncommittedWrite(t *testing.T) {
 			}
 			newLeader, err := c.WaitSettled(60 * time.Second)
 			if err != nil {
-				t.Fatal(err)
+				for _, e := range timeline(c, nil) {
+					t.Logf("timeline %s %s", e.At, e.What)
+				}
+				t.Fatalf("after healing: %v", err)
 			}
 			fc := c.Client(newLeader, 10*time.Second)
 			defer fc.Close()

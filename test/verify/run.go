@@ -417,18 +417,8 @@ func logReport(t *testing.T, r Report, faults []Fault) {
 // linearizable), the fault log, the merged timeline, the report and every
 // node's log. REPLICAR_VERIFY_OUT chooses the parent directory.
 func writeArtifacts(t *testing.T, c *Cluster, rep *Report, faults []Fault, start, workEnd time.Time, ops []porcupine.Operation, info porcupine.LinearizationInfo) string {
-	base := os.Getenv("REPLICAR_VERIFY_OUT")
-	if base == "" {
-		base = os.TempDir()
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Logf("artifacts: %v", err)
-		return ""
-	}
-	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
-	dir, err := os.MkdirTemp(base, "replicar-verify-"+name+"-")
-	if err != nil {
-		t.Logf("artifacts: %v", err)
+	dir := artifactDir(t)
+	if dir == "" {
 		return ""
 	}
 	write := func(file string, data []byte) {
@@ -476,12 +466,41 @@ func writeArtifacts(t *testing.T, c *Cluster, rep *Report, faults []Fault, start
 	if b, err := json.MarshalIndent(rep, "", "  "); err == nil {
 		write("report.json", b)
 	}
-	for _, n := range c.Nodes {
-		if b, err := os.ReadFile(n.LogPath()); err == nil {
-			write(n.Node+".log", b)
-		}
+	saveNodeLogs(t, c, dir)
+	return dir
+}
+
+// artifactDir makes a directory that outlives the test, under
+// REPLICAR_VERIFY_OUT or the system's temporary directory.
+func artifactDir(t *testing.T) string {
+	base := os.Getenv("REPLICAR_VERIFY_OUT")
+	if base == "" {
+		base = os.TempDir()
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Logf("artifacts: %v", err)
+		return ""
+	}
+	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
+	dir, err := os.MkdirTemp(base, "replicar-verify-"+name+"-")
+	if err != nil {
+		t.Logf("artifacts: %v", err)
+		return ""
 	}
 	return dir
+}
+
+// saveNodeLogs copies every node's log into dir.
+func saveNodeLogs(t *testing.T, c *Cluster, dir string) {
+	for _, n := range c.Nodes {
+		b, err := os.ReadFile(n.LogPath())
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, n.Node+".log"), b, 0o644)
+		}
+		if err != nil {
+			t.Logf("artifacts: %v", err)
+		}
+	}
 }
 
 // illegalKeys checks each key's history on its own and prints the ones that
