@@ -360,15 +360,27 @@ func (f *Follower) observeEpoch(w *frameWriter, epoch uint64) error {
 // apply checks a batch (consecutive from pos, epochs not going down) and
 // applies it, returning the store's new position.
 func (f *Follower) apply(ctx context.Context, w *frameWriter, pos backlog.Position, b Entries) (backlog.Position, error) {
-	next := pos.Offset + 1
+	next, prevEpoch := pos.Offset+1, pos.Epoch
 	for _, e := range b.Entries {
 		if e.Offset != next {
 			_ = w.write(errorFrame(ErrCodeProtocol, "entry %d, want %d", e.Offset, next))
 			return pos, fmt.Errorf("stream: entry %d, want %d: %w", e.Offset, next, backlog.ErrOffsetGap)
 		}
-		if err := f.observeEpoch(w, e.Epoch); err != nil {
-			return pos, err
+		// A new leader streams entries from older epochs that it holds
+		// (as Raft does); what must never happen is the log's epochs
+		// going down. Leaders below the highest epoch seen are refused
+		// at the handshake and on heartbeats.
+		if e.Epoch < prevEpoch {
+			_ = w.write(errorFrame(ErrCodeProtocol, "entry %d from epoch %d after epoch %d", e.Offset, e.Epoch, prevEpoch))
+			return pos, fmt.Errorf("stream: entry %d from epoch %d after epoch %d: %w", e.Offset, e.Epoch, prevEpoch, ErrLeaderStale)
 		}
+		f.mu.Lock()
+		if e.Epoch > f.maxEpoch {
+			f.maxEpoch = e.Epoch
+			f.status.LeaderEpoch = max(f.status.LeaderEpoch, e.Epoch)
+		}
+		f.mu.Unlock()
+		prevEpoch = e.Epoch
 		next++
 	}
 	f.mu.Lock()

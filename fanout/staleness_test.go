@@ -1,8 +1,13 @@
 package fanout
 
 import (
+	"context"
+	"errors"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/replicar/replicar/backlog"
 )
 
 // The staleness bound moves to a heartbeat's arrival only once the store
@@ -38,3 +43,37 @@ func TestStalenessBound(t *testing.T) {
 		t.Fatalf("staleness %v", st.Staleness)
 	}
 }
+
+// A new leader streams entries from the older epochs it holds: a follower
+// that has seen the new leader's epoch applies them (only the log's epochs
+// going down is refused).
+func TestFollowerAppliesOlderEpochEntriesFromNewLeader(t *testing.T) {
+	f := &Follower{maxEpoch: 9}
+	app := &countingApplier{}
+	f.app = app
+	w := &frameWriter{conn: discardConn{}, timeout: time.Second}
+	pos, err := f.apply(t.Context(), w, backlog.Position{Epoch: 3, Offset: 10}, Entries{Entries: []backlog.Entry{
+		{Epoch: 3, Offset: 11}, {Epoch: 5, Offset: 12}, {Epoch: 9, Offset: 13},
+	}})
+	if err != nil || pos.Offset != 13 {
+		t.Fatalf("apply = %v, %v", pos, err)
+	}
+	_, err = f.apply(t.Context(), w, backlog.Position{Epoch: 9, Offset: 13}, Entries{Entries: []backlog.Entry{{Epoch: 5, Offset: 14}}})
+	if !errors.Is(err, ErrLeaderStale) {
+		t.Fatalf("an entry whose epoch goes down: %v", err)
+	}
+}
+
+type countingApplier struct{ pos backlog.Position }
+
+func (a *countingApplier) Position(context.Context) (backlog.Position, error) { return a.pos, nil }
+func (a *countingApplier) Apply(_ context.Context, es []backlog.Entry) (backlog.Position, error) {
+	last := es[len(es)-1]
+	a.pos = backlog.Position{Epoch: last.Epoch, Offset: last.Offset}
+	return a.pos, nil
+}
+
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
