@@ -221,7 +221,7 @@ func encodeJob(bw *bufio.Writer, j *job, db int) int {
 			db = st.db
 		}
 		switch st.kind {
-		case stepRead:
+		case stepRead, stepAbsentDel:
 			writeArgs(bw, st.args)
 		case stepWrite:
 			if len(st.plan.Exec) > 1 || st.plan.Atomic {
@@ -353,6 +353,15 @@ func (l *lane) receiveStep(br *bufio.Reader, j *job, i int) error {
 		return nil
 	case stepTx:
 		return l.receiveTx(br, j, st)
+	case stepAbsentDel:
+		if j.out, err = readReply(br, j.out); err != nil {
+			return err
+		}
+		st.replyEnd = len(j.out)
+		if string(j.out[st.replyStart:st.replyEnd]) == ":0\r\n" {
+			l.srv.logEffect(j, st, [][][]byte{{delCmd, st.args[1]}})
+		}
+		return nil
 	}
 	return fmt.Errorf("step kind %d on a backend lane", st.kind)
 }

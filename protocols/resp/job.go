@@ -23,6 +23,9 @@ const (
 	stepTx
 	// stepLocal was answered by the proxy; its reply is already in out.
 	stepLocal
+	// stepAbsentDel sends args (EXISTS key) and logs DEL key when the
+	// primary answers 0: a key it expired or evicted (expiry.go).
+	stepAbsentDel
 )
 
 type step struct {

@@ -167,6 +167,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		for _, r := range s.readers {
 			wg.Go(func() { r.run(laneCtx) })
 		}
+		wg.Go(func() { s.runExpiryRelay(laneCtx) })
 	}
 	wg.Go(func() {
 		<-ctx.Done()
