@@ -48,6 +48,9 @@ REPLICAR_BACKEND="127.0.0.1:$redis_port" REPLICAR_LISTEN="127.0.0.1:$proxy_port"
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$proxy_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 redis-cli -p "$proxy_port" ping >/dev/null || { echo "bench: replicar did not start:" >&2; cat "$work/replicar.log" >&2; exit 1; }
+# A lone node elects itself, then waits out one lease TTL before it serves.
+for _ in $(seq 300); do [ "$(redis-cli -p "$proxy_port" set bench:ready 1 2>/dev/null)" = OK ] && break; sleep 0.1; done
+[ "$(redis-cli -p "$proxy_port" del bench:ready 2>/dev/null)" = 1 ] || { echo "bench: replicar never took writes:" >&2; cat "$work/replicar.log" >&2; exit 1; }
 
 # rps PORT PIPELINE TEST → requests per second
 rps() {
