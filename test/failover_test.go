@@ -538,3 +538,75 @@ func TestReadPolicies(t *testing.T) {
 		}
 	}
 }
+
+// An old leader holding entries no follower has (ACK_POLICY=leader lets it
+// acknowledge them alone) is deposed while cut off, comes back, finds it
+// diverged and full-resyncs: every store ends with the new leader's data.
+// The writes only it held are lost, as that policy allows, and reported.
+// UNCLEAN_ELECTION lets the restarted followers stand even if the old
+// leader managed to drop them from the ISR first.
+func TestDivergedOldLeaderFullResyncs(t *testing.T) {
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "leader", "REPLICAR_UNCLEAN_ELECTION": "true"})
+	leader := g.waitLeader(t, 20*time.Second)
+	ctx := context.Background()
+	c := g.client(t, leader)
+	if err := c.RPush(ctx, "ids", "before").Err(); err != nil {
+		t.Fatal(err)
+	}
+	g.waitCaughtUp(t, leader, 10*time.Second)
+	others := []int{(leader + 1) % 3, (leader + 2) % 3}
+	// Killed, not paused: a paused process still receives what the leader
+	// sends into its socket, and would apply it on waking.
+	for _, i := range others {
+		if err := g.nodes[i].Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Acknowledged by the leader alone.
+	for i := range 20 {
+		if err := c.RPush(ctx, "ids", fmt.Sprintf("only-on-old-leader-%d", i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.nodes[leader].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range others {
+		if err := g.nodes[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The followers elect one of themselves and take new writes.
+	var newLeader int
+	deadline := time.Now().Add(20 * time.Second)
+	for newLeader = -1; newLeader < 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, i := range others {
+			if st, ok := g.status(i); ok && st.Role == "leader" && st.State == "streaming" {
+				newLeader = i
+			}
+		}
+	}
+	if newLeader < 0 {
+		g.timeline(t)
+		t.Fatal("the followers elected no leader")
+	}
+	if err := g.client(t, newLeader).RPush(ctx, "ids", "after").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.nodes[leader].Cont(); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.waitLeader(t, 30*time.Second); got != newLeader {
+		t.Fatalf("n%d leads after the old leader came back, want n%d", got+1, newLeader+1)
+	}
+	g.timeline(t)
+	g.sameData(t, newLeader)
+	got, _ := g.client(t, newLeader).LRange(ctx, "ids", 0, -1).Result()
+	t.Logf("list after the failover: %d ids (the 20 only the old leader held are gone, as ACK_POLICY=leader allows)", len(got))
+	if len(got) != 2 || got[0] != "before" || got[1] != "after" {
+		t.Fatalf("ids = %v", got)
+	}
+	if !strings.Contains(g.nodes[leader].LogTail(1000), "full resync") {
+		t.Fatal("the diverged old leader did not full-resync")
+	}
+}
