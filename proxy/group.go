@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -34,6 +36,7 @@ type Group struct {
 	policy ackpolicy.Policy
 	addrs  election.Addrs
 	app    *resp.Applier
+	tee    *teeApplier
 	// conns are the replication port's connections, served by the
 	// leader role and refused otherwise.
 	conns chan net.Conn
@@ -79,11 +82,13 @@ func NewGroup(cfg Config, rl *ReplLog, srv *resp.Server, node *RedisNode, el ele
 			HTTP:   advertised(cfg, cfg.HTTPListen),
 		},
 		app:     resp.NewApplier(cfg.Backend, resp.ApplierOptions{User: cfg.BackendUser, Password: cfg.BackendPassword}),
+		tee:     &teeApplier{rl: rl},
 		conns:   make(chan net.Conn),
 		role:    RoleCandidate,
 		state:   StateConnecting,
 		resyncs: map[string]int{},
 	}
+	g.tee.app = g.app
 	node.group = g
 	return g
 }
@@ -194,6 +199,15 @@ func (g *Group) acceptRepl(ctx context.Context, ln net.Listener) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		g.mu.Lock()
+		leading := g.lrepl != nil
+		g.mu.Unlock()
+		if !leading {
+			// Not leading: serve full resync copies from this store
+			// (a follower is the preferred source), refuse the rest.
+			go g.snapshotServer().ServeConn(ctx, conn, g.log)
+			continue
+		}
 		select {
 		case g.conns <- conn:
 		case <-time.After(time.Second):
@@ -203,6 +217,34 @@ func (g *Group) acceptRepl(ctx context.Context, ln net.Listener) {
 			return
 		}
 	}
+}
+
+// snapshotServer serves SNAPSHOT requests from this node's own store while
+// it follows: the apply is paused at a position for the copy, so the copy is
+// the store exactly as of that position.
+func (g *Group) snapshotServer() fanout.SnapshotServer {
+	return fanout.SnapshotServer{Group: g.cfg.Group, Node: g.cfg.NodeID,
+		Snapshot: func(ctx context.Context, node, target string) (backlog.Position, error) {
+			g.tee.mu.Lock()
+			defer g.tee.mu.Unlock()
+			if g.currentFollower() == nil {
+				return backlog.Position{}, errors.New("not following: no consistent position to copy at")
+			}
+			pos, err := g.app.Position(ctx)
+			if err != nil {
+				return backlog.Position{}, err
+			}
+			_, err = resp.CopySnapshot(ctx, g.cfg.Backend, target, resp.SnapshotOptions{
+				SourceUser: g.cfg.BackendUser, SourcePassword: g.cfg.BackendPassword,
+				TargetUser: g.cfg.BackendUser, TargetPassword: g.cfg.BackendPassword,
+				Position: &pos,
+				Progress: func(st resp.SnapshotStats) {
+					g.log.Info().Str("target", target).Str("for", node).Int64("keys", st.Keys).Int64("bytes", st.Bytes).
+						Float64("keys_per_sec", st.KeysPerSec).Dur("eta", st.ETA).Bool("done", st.Done).Msg("full resync copy (from this follower)")
+				},
+			})
+			return pos, err
+		}}
 }
 
 // heartbeat publishes this node's member record every TTL/3.
@@ -427,7 +469,7 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 	}
 	lr := NewLeaderReplication(g.rl, ReplicationConfig{
 		Group: g.cfg.Group, Node: g.cfg.NodeID, GroupSize: g.size(), MaxLag: g.cfg.MaxLag,
-		Heartbeat: heartbeatEvery(g.cfg),
+		Heartbeat:  heartbeatEvery(g.cfg),
 		InitialISR: dedupe(initial), PublishISR: publish,
 		Snapshot: func(sctx context.Context, node, target string) (backlog.Position, error) {
 			return g.node.SnapshotInto(sctx, g.srv, target, g.log)
@@ -689,7 +731,7 @@ func (g *Group) localReadsOK() bool {
 func (g *Group) runFollower(ctx context.Context, leader election.LeaderInfo) error {
 	fcfg := fanout.FollowerConfig{Group: g.cfg.Group, Node: g.cfg.NodeID, Addr: leader.Addrs.Repl,
 		ReadTimeout: max(3*g.cfg.LeaseTTL, 3*time.Second)}
-	f := fanout.NewFollower(fcfg, &teeApplier{app: g.app, rl: g.rl}, g.log)
+	f := fanout.NewFollower(fcfg, g.tee, g.log)
 	g.mu.Lock()
 	g.follower = f
 	need := g.needFull
@@ -722,10 +764,11 @@ func (g *Group) fullResync(ctx context.Context, fcfg fanout.FollowerConfig) erro
 	g.resyncs["full"]++
 	g.mu.Unlock()
 	start := time.Now()
-	pos, err := fanout.RequestSnapshot(ctx, fcfg, g.cfg.Backend)
+	pos, source, err := g.requestSnapshot(ctx, fcfg)
 	if err != nil {
 		return fmt.Errorf("full resync: %w", err)
 	}
+	g.log.Info().Str("source", source).Msg("full resync copied")
 	g.app.Close() // the store was flushed under it
 	if err := g.rl.ResetTo(pos); err != nil {
 		return err
@@ -738,10 +781,39 @@ func (g *Group) fullResync(ctx context.Context, fcfg fanout.FollowerConfig) erro
 	return nil
 }
 
+// requestSnapshot has a full resync copied into this node's store: from an
+// in-sync follower when one is up (the leader would pause its writes for
+// the copy), else from the leader. It returns the position and the source.
+func (g *Group) requestSnapshot(ctx context.Context, leaderCfg fanout.FollowerConfig) (backlog.Position, string, error) {
+	members, err := g.el.Members(ctx)
+	if err == nil {
+		isr, _, _ := g.el.ISR(ctx)
+		slices.SortFunc(members, func(a, b election.Member) int { return cmp.Compare(b.Applied, a.Applied) })
+		for _, m := range members {
+			if m.Node == g.cfg.NodeID || m.Role != RoleFollower || !m.Healthy || !isr.Contains(m.Node) || m.Addrs.Repl == "" {
+				continue
+			}
+			cfg := leaderCfg
+			cfg.Addr = m.Addrs.Repl
+			pos, err := fanout.RequestSnapshot(ctx, cfg, g.cfg.Backend)
+			if err == nil {
+				return pos, m.Node, nil
+			}
+			g.log.Warn().Err(err).Str("source", m.Node).Msg("full resync from a follower failed; trying the leader")
+			break
+		}
+	}
+	pos, err := fanout.RequestSnapshot(ctx, leaderCfg, g.cfg.Backend)
+	return pos, "leader", err
+}
+
 // teeApplier applies entries to the store, then keeps them in the node's
 // own backlog: store first, so the backlog never claims an entry the
 // store lacks.
 type teeApplier struct {
+	// mu is held while applying; a snapshot served from this store holds
+	// it to pause the apply at one position.
+	mu  sync.Mutex
 	app *resp.Applier
 	rl  *ReplLog
 }
@@ -751,6 +823,8 @@ func (t *teeApplier) Position(ctx context.Context) (backlog.Position, error) {
 }
 
 func (t *teeApplier) Apply(ctx context.Context, entries []backlog.Entry) (backlog.Position, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	pos, err := t.app.Apply(ctx, entries)
 	applied := entries
 	for len(applied) > 0 && applied[len(applied)-1].Offset > pos.Offset {

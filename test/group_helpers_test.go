@@ -245,11 +245,11 @@ func (g *procGroup) timeline(t *testing.T) {
 			}
 			switch msg {
 			case "won the lease", "leading", "lease lost", "stepped down", "handed over", "full resync needed",
-				"full resync done; streaming from the snapshot", "streaming from leader", "route changed", "another node holds the lease":
+				"full resync done; streaming from the snapshot", "full resync copied", "streaming from leader", "route changed", "another node holds the lease":
 			default:
 				continue
 			}
-			evs = append(evs, ev{str(m["time"]), fmt.Sprintf("%s %s %s", n.Node, msg, str(m["leader"]))})
+			evs = append(evs, ev{str(m["time"]), fmt.Sprintf("%s %s %s%s", n.Node, msg, str(m["leader"]), str(m["source"]))})
 		}
 	}
 	sort.Slice(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
