@@ -71,3 +71,17 @@ clean:
 KILLS ?= 20
 failover-bench: build
 	REPLICAR_FAILOVER_KILLS=$(KILLS) $(GO) test -count=1 -v -timeout 30m -run '^TestFailoverUnavailability$$' ./test/ | grep -E 'kill [0-9]+|unavailability|^(--- |ok|FAIL)'
+
+# The fault-injection verification suite (test/verify) for DURATION per ack
+# policy (all with MIN_INSYNC=2, quorum, leader): kills, pauses and
+# partitions under a register and an append workload, then linearizability
+# and lost-write checks. VERIFY_OUT keeps every run's report, timeline, node
+# logs and, for a non-linearizable history, the porcupine visualization.
+# `make test` runs a short schedule of the same (TestVerifyShort).
+.PHONY: chaos
+DURATION      ?= 5m
+CHAOS_TIMEOUT ?= 4h
+VERIFY_OUT    ?= $(CURDIR)/.run/chaos
+chaos: build
+	REPLICAR_CHAOS_DURATION=$(DURATION) REPLICAR_VERIFY_OUT=$(VERIFY_OUT) \
+		$(GO) test -count=1 -v -timeout $(CHAOS_TIMEOUT) -run '^TestChaos$$' ./test/verify/

@@ -254,14 +254,16 @@ type AppendReport struct {
 	UnknownPresent int
 }
 
-// Check compares the log with the final content of every list.
-func (a *AppendLog) Check(final map[string][]string) AppendReport {
+// Counts counts the pushes by outcome, without final lists to check.
+func (a *AppendLog) Counts() AppendReport {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.countsLocked()
+}
+
+func (a *AppendLog) countsLocked() AppendReport {
 	var r AppendReport
-	byID := map[string]appended{}
 	for _, x := range a.ids {
-		byID[x.id] = x
 		r.Sent++
 		switch x.outcome {
 		case OK:
@@ -271,6 +273,18 @@ func (a *AppendLog) Check(final map[string][]string) AppendReport {
 		default:
 			r.NotExecuted++
 		}
+	}
+	return r
+}
+
+// Check compares the log with the final content of every list.
+func (a *AppendLog) Check(final map[string][]string) AppendReport {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.countsLocked()
+	byID := map[string]appended{}
+	for _, x := range a.ids {
+		byID[x.id] = x
 	}
 	seen := map[string]int{}
 	lastSeq := map[int]int{} // client → the highest acknowledged seq met so far in its list

@@ -289,6 +289,7 @@ func Run(t *testing.T, cfg Config) Report {
 	if rep.Settled != "" {
 		problems = append(problems, "the group did not settle after the faults healed: "+rep.Settled)
 		rep.Linearizable = "not checked"
+		rep.Append = alog.Counts()
 	} else {
 		// Final reads through the settled leader: every key and list.
 		fc := c.Client(leader, opTimeout)
@@ -323,7 +324,7 @@ func Run(t *testing.T, cfg Config) Report {
 		res, info = porcupine.CheckOperationsVerbose(RegisterModel, ops, cfg.CheckTimeout)
 		rep.Linearizable = string(res)
 		switch {
-		case res == porcupine.Unknown:
+		case res == porcupine.Unknown && cfg.Strict:
 			problems = append(problems, fmt.Sprintf("the linearizability check did not finish within %v (%d operations)", cfg.CheckTimeout, len(ops)))
 		case res != porcupine.Ok && cfg.Strict:
 			problems = append(problems, "the register history is not linearizable")
@@ -396,8 +397,13 @@ func logReport(t *testing.T, r Report, faults []Fault) {
 	t.Logf("register: %d operations (writes: %d ok, %d unknown, %d not executed; reads: %d ok, %d failed); linearizable: %s",
 		r.RegOps, r.RegWritesOK, r.RegWritesUnknown, r.RegWritesNotExecuted, r.RegReadsOK, r.RegReadsFailed, r.Linearizable)
 	a := r.Append
-	t.Logf("append: %d sent, %d acknowledged, %d unknown (%d of them applied), %d not executed; LOST %d acknowledged, %d duplicated, %d phantom, %d reordered",
-		a.Sent, a.Acked, a.Unknown, a.UnknownPresent, a.NotExecuted, len(a.Lost), len(a.Duplicated), len(a.Phantoms), len(a.Reordered))
+	if r.Settled != "" {
+		t.Logf("append: %d sent, %d acknowledged, %d unknown, %d not executed; not checked: the group did not settle",
+			a.Sent, a.Acked, a.Unknown, a.NotExecuted)
+	} else {
+		t.Logf("append: %d sent, %d acknowledged, %d unknown (%d of them applied), %d not executed; LOST %d acknowledged, %d duplicated, %d phantom, %d reordered",
+			a.Sent, a.Acked, a.Unknown, a.UnknownPresent, a.NotExecuted, len(a.Lost), len(a.Duplicated), len(a.Phantoms), len(a.Reordered))
+	}
 	t.Logf("stores equal: %v; replies by kind: %s", r.StoresEqual, formatCounts(r.Errors))
 	kinds := make([]string, 0, len(r.ErrorExamples))
 	for k := range r.ErrorExamples {
@@ -508,12 +514,18 @@ func saveNodeLogs(t *testing.T, c *Cluster, dir string) {
 // clock times, for reading next to the timeline.
 func illegalKeys(ops []porcupine.Operation, start time.Time) string {
 	var b strings.Builder
+	shown, deadline := 0, time.Now().Add(2*time.Minute)
 	for _, part := range RegisterModel.Partition(ops) {
-		if porcupine.CheckOperationsTimeout(RegisterModel, part, time.Minute) == porcupine.Ok {
+		if shown == 20 || time.Now().After(deadline) {
+			b.WriteString("== (stopped: enough shown)\n")
+			break
+		}
+		if porcupine.CheckOperationsTimeout(RegisterModel, part, 10*time.Second) == porcupine.Ok {
 			continue
 		}
+		shown++
 		sort.Slice(part, func(i, j int) bool { return part[i].Call < part[j].Call })
-		fmt.Fprintf(&b, "== key %s: not linearizable (%d operations)\n", part[0].Input.(RegInput).Key, len(part))
+		fmt.Fprintf(&b, "== key %s: not linearizable, or not shown to be within 10s (%d operations)\n", part[0].Input.(RegInput).Key, len(part))
 		for _, op := range part {
 			fmt.Fprintf(&b, "%s .. %s  client %3d  %-28s %v\n", wallTime(start.Add(time.Duration(op.Call))),
 				wallTime(start.Add(time.Duration(op.Return))), op.ClientId, RegisterModel.DescribeOperation(op.Input, op.Output), op.Metadata)

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -69,8 +70,12 @@ func runPolicies(t *testing.T, d time.Duration, checkTimeout time.Duration) {
 		})
 	}
 	for _, r := range reports {
-		t.Logf("%-6s faults %3d  register ops %6d linearizable %-7s  append acked %6d lost %d dup %d phantom %d  stores equal %v",
-			r.Policy, r.FaultsTotal, r.RegOps, r.Linearizable, r.Append.Acked, len(r.Append.Lost),
+		lost := fmt.Sprint(len(r.Append.Lost))
+		if r.Settled != "" {
+			lost = "? (no settled leader)"
+		}
+		t.Logf("%-6s faults %3d  register ops %6d linearizable %-11s  append acked %6d lost %s dup %d phantom %d  stores equal %v",
+			r.Policy, r.FaultsTotal, r.RegOps, r.Linearizable, r.Append.Acked, lost,
 			len(r.Append.Duplicated), len(r.Append.Phantoms), r.StoresEqual)
 	}
 }
