@@ -117,6 +117,9 @@ type ReplicaStatus struct {
 	HeartbeatAge time.Duration `json:"heartbeat_age"`
 	// Reconnects counts sessions that ended with an error.
 	Reconnects int `json:"reconnects"`
+	// Sessions counts sessions that got as far as streaming: each resumed
+	// from the store's own position (a partial resync).
+	Sessions int `json:"sessions"`
 	// Staleness bounds how far the store is behind the leader: the time
 	// since a heartbeat arrived whose Last the store has applied, so the
 	// store holds every write the leader had made when it sent it. It is
@@ -285,6 +288,7 @@ func (f *Follower) session(ctx context.Context) (streamed bool, err error) {
 	}
 	f.mu.Lock()
 	f.status.Connected = true
+	f.status.Sessions++
 	f.status.LeaderEpoch = v.LeaderEpoch
 	f.status.LeaderNode = v.LeaderNode
 	f.status.Applied = pos

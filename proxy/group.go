@@ -53,6 +53,10 @@ type Group struct {
 	// needFull is set when the store may hold writes the backlog lacks
 	// (a crash while leading): it must full-resync before it follows.
 	needFull bool
+	// fenced counts leases lost while leading; partials the streaming
+	// sessions of followers that have ended.
+	fenced   uint64
+	partials uint64
 	// lastHolder is the last other node seen holding the lease.
 	lastHolder string
 	elections  int
@@ -508,12 +512,19 @@ loop:
 			break loop
 		case <-lease.Lost():
 			log.Warn().Err(lease.Err()).Msg("lease lost")
+			g.mu.Lock()
+			g.fenced++
+			g.mu.Unlock()
 			g.setState(StateFenced)
 			break loop
 		case n, ok := <-watch:
 			if ok && n.Held() && n.Node != g.cfg.NodeID {
 				next = n
 				log.Warn().Str("leader", n.Node).Msg("another node holds the lease")
+				g.mu.Lock()
+				g.fenced++
+				g.mu.Unlock()
+				g.setState(StateFenced)
 				break loop
 			}
 		case <-health.C:
@@ -660,6 +671,9 @@ func (g *Group) follow(ctx context.Context, leader election.LeaderInfo, watch <-
 		cancel()
 		<-done
 		g.mu.Lock()
+		if g.follower != nil {
+			g.partials += uint64(g.follower.Status().Sessions)
+		}
 		g.follower = nil
 		g.mu.Unlock()
 	}()
@@ -874,6 +888,17 @@ func dedupe(list []string) []string {
 		}
 	}
 	return out
+}
+
+// Counters reports elections won, fencings and resyncs by kind.
+func (g *Group) Counters() (elections, fenced uint64, resyncs map[string]uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	partial := g.partials
+	if g.follower != nil {
+		partial += uint64(g.follower.Status().Sessions)
+	}
+	return uint64(g.elections), g.fenced, map[string]uint64{"partial": partial, "full": uint64(g.resyncs["full"])}
 }
 
 // fill completes the front end's status with the node's role.

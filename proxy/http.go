@@ -35,6 +35,12 @@ type Status struct {
 	Followers  []FollowerStatus `json:"followers"`
 	AckPolicy  string           `json:"ack_policy"`
 	BackendUp  bool             `json:"backend_up"`
+	// Elections counts the elections this node won; Fenced the times it
+	// lost its lease while leading; Resyncs the partial and full resyncs
+	// it went through as a follower.
+	Elections uint64            `json:"elections"`
+	Fenced    uint64            `json:"fenced"`
+	Resyncs   map[string]uint64 `json:"resyncs"`
 }
 
 // FollowerStatus is one follower in /status.
@@ -109,10 +115,13 @@ var (
 	descLagSeconds = prometheus.NewDesc("replicar_follower_lag_seconds", "How long the follower has not been caught up.", []string{"follower"}, nil)
 	descLagEntries = prometheus.NewDesc("replicar_follower_lag_entries", "Entries the follower has not acknowledged.", []string{"follower"}, nil)
 	descBackendUp  = prometheus.NewDesc("replicar_backend_up", "1 when the backend store answers.", nil, nil)
+	descElections  = prometheus.NewDesc("replicar_elections_total", "Elections this node won.", nil, nil)
+	descFenced     = prometheus.NewDesc("replicar_fenced_total", "Times this node lost its lease while leading and fenced itself.", nil, nil)
+	descResyncs    = prometheus.NewDesc("replicar_resyncs_total", "Resyncs this node went through as a follower, by kind.", []string{"kind"}, nil)
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOffset, descCommitted, descApplied, descEpoch, descISR, descLagSeconds, descLagEntries, descBackendUp} {
+	for _, d := range []*prometheus.Desc{descOffset, descCommitted, descApplied, descEpoch, descISR, descLagSeconds, descLagEntries, descBackendUp, descElections, descFenced, descResyncs} {
 		ch <- d
 	}
 }
@@ -136,6 +145,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descLagSeconds, f.LagSeconds, f.Node)
 		gauge(descLagEntries, float64(f.LagEntries), f.Node)
 	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descElections, st.Elections)
+	counter(descFenced, st.Fenced)
+	counter(descResyncs, st.Resyncs["partial"], "partial")
+	counter(descResyncs, st.Resyncs["full"], "full")
 }
 
 // ServeHTTP runs the HTTP endpoints on addr until ctx ends.

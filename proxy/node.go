@@ -141,7 +141,9 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	})
 	run("http", func() error {
 		return ServeHTTP(serveCtx, cfg.HTTPListen, NewHTTPHandler(func() Status {
-			return StatusFromRESP(node.Status(), srv.BackendUp())
+			st := StatusFromRESP(node.Status(), srv.BackendUp())
+			st.Elections, st.Fenced, st.Resyncs = group.Counters()
+			return st
 		}), logger)
 	})
 	wg.Wait()

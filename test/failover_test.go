@@ -148,6 +148,9 @@ func TestLeaderKillFailover(t *testing.T) {
 	if !strings.Contains(g.nodes[leader].LogTail(400), "full resync") {
 		t.Error("the old leader rejoined without a full resync, though it crashed while leading")
 	}
+	if n := g.metric(t, leader, `replicar_resyncs_total{kind="full"}`); n != 1 {
+		t.Errorf(`replicar_resyncs_total{kind="full"} on the old leader = %v, want 1`, n)
+	}
 }
 
 // SIGTERM on the leader hands over: no client connected to another node
@@ -209,6 +212,12 @@ func TestPausedLeaderIsFenced(t *testing.T) {
 	g.sameData(t, newLeader)
 	if st, _ := g.status(leader); st.Role != "follower" {
 		t.Fatalf("the resumed leader is %q, want follower", st.Role)
+	}
+	if n := g.metric(t, leader, "replicar_fenced_total"); n < 1 {
+		t.Fatalf("replicar_fenced_total on the resumed leader = %v, want at least 1", n)
+	}
+	if n := g.metric(t, newLeader, "replicar_elections_total"); n < 1 {
+		t.Fatalf("replicar_elections_total on the new leader = %v", n)
 	}
 }
 

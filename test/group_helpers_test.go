@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,4 +388,25 @@ func (g *procGroup) sameData(t *testing.T, leader int) {
 			t.Fatalf("store of %s differs from the leader's", g.nodes[i].Node)
 		}
 	}
+}
+
+// metric reads one sample from node i's /metrics, e.g.
+// `replicar_resyncs_total{kind="full"}`; -1 when absent.
+func (g *procGroup) metric(t *testing.T, i int, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + g.nodes[i].HTTP + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of n%d: %v", i+1, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
