@@ -115,6 +115,16 @@ func (c *Commits) Wait(ctx context.Context, offset uint64) error {
 // ErrAckTimeout when offset has not committed within timeout, and ctx's
 // error when ctx ends first.
 func (c *Commits) WaitFor(ctx context.Context, offset uint64, timeout time.Duration) error {
+	// Most waits find the offset committed already: no timer for those.
+	c.mu.Lock()
+	done, aborted := offset <= c.committed, c.aborted
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	if aborted != nil {
+		return aborted
+	}
 	tctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrAckTimeout)
 	defer cancel()
 	return c.Wait(tctx, offset)

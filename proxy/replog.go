@@ -207,6 +207,15 @@ func (r *ReplLog) WaitCommitted(ctx context.Context, offset uint64) error {
 	return r.checkRole()
 }
 
+// WaitReadable blocks until every entry logged so far is committed (and
+// this node may still acknowledge), for at most the ack timeout.
+func (r *ReplLog) WaitReadable(ctx context.Context) error {
+	r.mu.Lock()
+	last := r.log.Last()
+	r.mu.Unlock()
+	return r.WaitCommitted(ctx, last)
+}
+
 // WaitReplicas implements WAIT. A group without followers has no replica
 // to wait for: it answers 0 once ctx ends, or at once when n is 0.
 func (r *ReplLog) WaitReplicas(ctx context.Context, offset uint64, n int) int {

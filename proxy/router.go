@@ -94,6 +94,7 @@ func (r *router) AdmitRead() error                              { return errRout
 func (r *router) Append([]byte) (uint64, error)                 { return 0, errRouter }
 func (r *router) WaitCommitted(context.Context, uint64) error   { return nil }
 func (r *router) WaitReplicas(context.Context, uint64, int) int { return 0 }
+func (r *router) WaitReadable(context.Context) error            { return nil }
 func (r *router) Status() resp.Status                           { return r.status() }
 func (r *router) status() resp.Status {
 	r.mu.Lock()

@@ -29,6 +29,9 @@ type Log interface {
 	// ctx ends, or the policy gives up (ackpolicy.ErrAckTimeout after the
 	// node's ack timeout).
 	WaitCommitted(ctx context.Context, offset uint64) error
+	// WaitReadable blocks until every entry logged so far is committed, or
+	// the policy gives up: a read then shows nothing the group could lose.
+	WaitReadable(ctx context.Context) error
 	// WaitReplicas implements WAIT: it blocks until n replicas have
 	// acknowledged offset or ctx ends, and returns how many have.
 	WaitReplicas(ctx context.Context, offset uint64, n int) int

@@ -87,6 +87,10 @@ func (l *lane) finish(j *job) {
 		l.srv.writesInFlight.Add(-j.writes)
 		j.writes = 0
 	}
+	if j.sentWrites > 0 {
+		l.srv.wseq.finished(j.sentWrites)
+		j.sentWrites = 0
+	}
 	close(j.done)
 }
 
@@ -168,6 +172,8 @@ func (l *lane) serve(ctx context.Context, conn net.Conn, br *bufio.Reader, bw *b
 			}
 			if i < len(burst) {
 				j := burst[i]
+				j.sentWrites = countWrites(j)
+				l.srv.wseq.sent.Add(j.sentWrites)
 				j.exclusive(j)
 				l.finish(j)
 			}
@@ -181,8 +187,16 @@ func (l *lane) roundTrip(br *bufio.Reader, bw *bufio.Writer, jobs []*job, db *in
 	if len(jobs) == 0 {
 		return nil
 	}
+	var sent uint64
 	for _, j := range jobs {
 		*db = encodeJob(bw, j, *db)
+		if l.ordered {
+			j.sentWrites = countWrites(j)
+			sent += j.sentWrites
+		}
+	}
+	if sent > 0 {
+		l.srv.wseq.sent.Add(sent)
 	}
 	if err := bw.Flush(); err != nil {
 		err = fmt.Errorf("write to backend: %w", err)
@@ -200,6 +214,10 @@ func (l *lane) roundTrip(br *bufio.Reader, bw *bufio.Writer, jobs []*job, db *in
 				}
 				return err
 			}
+		}
+		if hasReads(j) {
+			// Any write sent so far may be visible to these reads.
+			j.readFence = l.srv.wseq.sent.Load()
 		}
 		l.finish(j)
 	}

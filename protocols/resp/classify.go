@@ -24,8 +24,9 @@ const (
 	// ClassScript runs a script that may write: EVAL, EVALSHA, FCALL. Their
 	// _RO variants are ClassRead.
 	ClassScript
-	// ClassScriptAdmin manages the script cache or a running script:
-	// SCRIPT LOAD, EXISTS, FLUSH, KILL and HELP, and FUNCTION KILL.
+	// ClassScriptAdmin manages the script cache: SCRIPT LOAD, EXISTS,
+	// FLUSH and HELP. (SCRIPT KILL and FUNCTION KILL are ClassRead: they
+	// must not wait behind the busy script on the ordered writer.)
 	ClassScriptAdmin
 	// ClassPubSub enters or leaves subscribed mode: SUBSCRIBE, PSUBSCRIBE,
 	// SSUBSCRIBE and their UNSUBSCRIBEs.
@@ -164,13 +165,21 @@ func overrideClass(c *CommandInfo, top, sub string, args [][]byte) Class {
 	case "eval", "evalsha", "fcall":
 		return ClassScript
 	case "script":
-		if sub == "debug" {
+		switch sub {
+		case "debug":
 			return ClassRefused
+		case "kill":
+			return ClassRead
 		}
 		return ClassScriptAdmin
 	case "function":
 		if sub == "kill" {
-			return ClassScriptAdmin
+			// SCRIPT KILL and FUNCTION KILL stop the script that keeps
+			// the ordered writer busy. Queued on the writer, behind that
+			// script, they would wait for it forever; as reads they reach
+			// the primary on another connection, which Redis serves while
+			// the script runs (allow_busy).
+			return ClassRead
 		}
 	case "publish", "spublish":
 		// Flagged only pubsub, yet propagated to replicas by Redis.

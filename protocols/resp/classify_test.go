@@ -67,7 +67,7 @@ func TestClassify(t *testing.T) {
 		{"script load s", ClassScriptAdmin},
 		{"script exists a", ClassScriptAdmin},
 		{"script flush", ClassScriptAdmin},
-		{"script kill", ClassScriptAdmin},
+		{"script kill", ClassRead}, // not behind the busy script on the writer
 		{"script help", ClassScriptAdmin},
 		{"script debug yes", ClassRefused},
 		{"function load code", ClassWrite},
@@ -76,7 +76,7 @@ func TestClassify(t *testing.T) {
 		{"function restore payload", ClassWrite},
 		{"function list", ClassRead},
 		{"function dump", ClassRead},
-		{"function kill", ClassScriptAdmin},
+		{"function kill", ClassRead},
 		{"auth pw", ClassConnection},
 		{"hello 2", ClassConnection},
 		{"select 1", ClassConnection},

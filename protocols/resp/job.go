@@ -66,6 +66,11 @@ type job struct {
 	// arena holds the arguments the steps alias, released once the
 	// replies are written.
 	arena *arena
+	// sentWrites is how many of the job's steps the writer sent to the
+	// primary, counted finished when the job is; readFence is the writer's
+	// sent count when the job's read replies arrived (readfence.go).
+	sentWrites uint64
+	readFence  uint64
 	// writes counts the client writes in the job that the server's
 	// writesInFlight holds, until the writer answers them.
 	writes int64

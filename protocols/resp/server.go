@@ -54,6 +54,8 @@ type Server struct {
 	// writesInFlight counts client writes bound for the ordered writer and
 	// not yet answered by it (see enqueueWrite).
 	writesInFlight atomic.Int64
+	// wseq counts the writer's writes for read fencing (readfence.go).
+	wseq writeSeq
 }
 
 // WaitWritesIdle waits until every client write admitted while this node

@@ -167,6 +167,10 @@ func (s *session) flushReplies(all bool) {
 			if err := s.srv.core.WaitCommitted(s.ctx, j.maxOffset); err != nil {
 				s.uncommitted(j, err)
 			}
+		} else if j.readFence > 0 && s.srv.readFencing() {
+			if err := s.srv.fenceRead(s.ctx, j); err != nil {
+				j.fail(0, "TRYAGAIN the read would show writes not committed under the ack policy ("+err.Error()+")", false)
+			}
 		}
 		s.wmu.Lock()
 		if !s.broken {

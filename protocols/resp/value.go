@@ -69,8 +69,12 @@ var ErrIncomplete = errors.New("resp: incomplete value")
 var ErrMalformed = errors.New("resp: malformed value")
 
 // maxDepth bounds array nesting so that hostile input cannot exhaust the
-// stack; Redis replies nest a handful of levels at most.
-const maxDepth = 64
+// stack. Most Redis replies nest a handful of levels, but a Lua script (or
+// function) may return a table nested as deep as Lua's own stack allows:
+// Redis gives up at some 8000 levels ("reached lua stack limit"), after
+// sending them. The bound leaves room for that; parsing that deep costs a
+// few megabytes of goroutine stack at worst.
+const maxDepth = 1 << 14
 
 // ParseValue parses the RESP2 value at the start of b and returns it with the
 // number of bytes it used.
