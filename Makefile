@@ -69,8 +69,9 @@ clean:
 # Leader SIGKILL → writes back, over KILLS kills (default 20), through a
 # router: p50 and max write unavailability, and no acknowledged write lost.
 KILLS ?= 20
+TTL   ?= 1s
 failover-bench: build
-	REPLICAR_FAILOVER_KILLS=$(KILLS) $(GO) test -count=1 -v -timeout 30m -run '^TestFailoverUnavailability$$' ./test/ | grep -E 'kill [0-9]+|unavailability|^(--- |ok|FAIL)'
+	REPLICAR_FAILOVER_KILLS=$(KILLS) REPLICAR_FAILOVER_TTL=$(TTL) $(GO) test -count=1 -v -timeout 30m -run '^TestFailoverUnavailability$$' ./test/ | grep -E 'kill [0-9]+|unavailability|^(--- |ok|FAIL)'
 
 # The fault-injection verification suite (test/verify) for DURATION per ack
 # policy (all with MIN_INSYNC=2, quorum, leader): kills, pauses and

@@ -391,7 +391,8 @@ func TestRouterFollowsTheLeader(t *testing.T) {
 // Write unavailability over repeated leader kills, measured through a
 // router: from each SIGKILL of the leader to the first acknowledgement of a
 // write sent after it. REPLICAR_FAILOVER_KILLS sets the number of kills
-// (default 4; `make failover-bench` runs 20). The numbers are reported, and
+// (default 4; `make failover-bench` runs 20) and REPLICAR_FAILOVER_TTL the
+// lease TTL (default 1s). The numbers are reported, and
 // only a gross regression fails the test: speed lives in benchmarks.
 func TestFailoverUnavailability(t *testing.T) {
 	kills := 4
@@ -402,8 +403,16 @@ func TestFailoverUnavailability(t *testing.T) {
 		}
 		kills = n
 	}
-	const ttl = time.Second
-	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"})
+	ttl := time.Second
+	if v := os.Getenv("REPLICAR_FAILOVER_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			t.Fatalf("REPLICAR_FAILOVER_TTL=%q", v)
+		}
+		ttl = d
+	}
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2",
+		"REPLICAR_LEASE_TTL": ttl.String(), "REPLICAR_MAX_LAG": ttl.String(), "REPLICAR_ACK_TIMEOUT": (3 * ttl).String()})
 	g.waitLeader(t, 20*time.Second)
 	r := harness.StartReplicar(t, harness.BuildReplicar(t), "r1", map[string]string{
 		"REPLICAR_NATS_URL": g.nats.URL, "REPLICAR_GROUP": g.nodes[0].Var("REPLICAR_GROUP"),
