@@ -34,5 +34,13 @@
 // measured and reported, not failed. On a failure (and for any
 // non-linearizable history) the porcupine HTML visualization, the fault
 // log and the node logs are written to an artifacts directory whose path
-// the test logs (REPLICAR_VERIFY_OUT chooses its parent).
+// the test logs (REPLICAR_VERIFY_OUT chooses its parent; with it set, every
+// run keeps its report.json, faults.txt and timeline.txt).
+//
+// REPLICAR_VERIFY_SEED repeats the nemesis' and the clients' choices (not
+// their timing), REPLICAR_VERIFY_POLICIES picks policies ("all,quorum")
+// and REPLICAR_VERIFY_DURATION changes the short run's length.
+//
+// dirtyread_test.go holds deterministic reproductions of what the
+// randomized runs found, kept as regression tests.
 package verify
