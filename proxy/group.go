@@ -354,6 +354,13 @@ func (g *Group) campaign(ctx context.Context, cur election.LeaderInfo, watch <-c
 		return g.waitChange(ctx, cur, watch, step)
 	}
 	g.observeMembers(members)
+	// The node whose lease just ended is dead or deposed: its record,
+	// still in the directory until it expires, must not outrank the
+	// live candidates and make the best of them back off.
+	g.mu.Lock()
+	deposed := g.lastHolder
+	g.mu.Unlock()
+	members = slices.DeleteFunc(members, func(m election.Member) bool { return m.Node == deposed && deposed != g.cfg.NodeID })
 	isr, _, err := g.el.ISR(ctx)
 	if err != nil {
 		g.log.Warn().Err(err).Msg("read isr")

@@ -218,9 +218,16 @@ func dataDigest(t *testing.T, addr string, dbs int) string {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			d, _ := c.Do(ctx, "DEBUG", "DIGEST-VALUE", k).Text()
-			exp, _ := c.PExpireTime(ctx, k).Result()
-			fmt.Fprintf(h, "%d\x00%s\x00%s\x00%d\n", db, k, d, exp)
+			// DIGEST-VALUE answers an array, one digest per key asked.
+			d, err := c.Do(ctx, "DEBUG", "DIGEST-VALUE", k).StringSlice()
+			if err != nil || len(d) != 1 {
+				t.Fatalf("DEBUG DIGEST-VALUE %q on %s: %v %v", k, addr, d, err)
+			}
+			exp, err := c.PExpireTime(ctx, k).Result()
+			if err != nil {
+				t.Fatalf("PEXPIRETIME %q on %s: %v", k, addr, err)
+			}
+			fmt.Fprintf(h, "%d\x00%s\x00%s\x00%d\n", db, k, d[0], exp)
 		}
 		c.Close()
 	}

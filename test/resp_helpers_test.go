@@ -186,11 +186,11 @@ func diffKeys(t *testing.T, a, b string, dbs int) {
 				continue
 			}
 			seen[k] = true
-			da, _ := ca.Do(ctx, "DEBUG", "DIGEST-VALUE", k).Text()
-			dbv, _ := cb.Do(ctx, "DEBUG", "DIGEST-VALUE", k).Text()
+			da, _ := ca.Do(ctx, "DEBUG", "DIGEST-VALUE", k).StringSlice()
+			dbv, _ := cb.Do(ctx, "DEBUG", "DIGEST-VALUE", k).StringSlice()
 			ta, _ := ca.PExpireTime(ctx, k).Result()
 			tb, _ := cb.PExpireTime(ctx, k).Result()
-			if da != dbv || ta != tb {
+			if fmt.Sprint(da) != fmt.Sprint(dbv) || ta != tb {
 				typ, _ := ca.Type(ctx, k).Result()
 				t.Errorf("db %d key %q (%s): primary digest %s pexpiretime %v; replay digest %s pexpiretime %v", db, k, typ, da, ta, dbv, tb)
 			}
