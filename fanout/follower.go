@@ -213,13 +213,22 @@ func (f *Follower) Run(ctx context.Context) error {
 		if errors.As(err, &ve) || errors.Is(err, ErrRejected) || errors.Is(err, ErrLeaderStale) {
 			return err
 		}
-		if streamed {
+		var pe *PeerError
+		notYet := errors.As(err, &pe) && pe.Code == ErrCodeNotLeader
+		if streamed || notYet {
+			// A node that just won the lease answers "not the leader"
+			// until it serves; it will serve within a lease TTL, so
+			// keep knocking at the shortest interval.
 			backoff = f.cfg.MinBackoff
 		}
 		f.mu.Lock()
 		f.status.Reconnects++
 		f.mu.Unlock()
-		f.logger.Warn().Err(err).Dur("backoff", backoff).Msg("replication session ended")
+		ev := f.logger.Warn()
+		if notYet {
+			ev = f.logger.Debug()
+		}
+		ev.Err(err).Dur("backoff", backoff).Msg("replication session ended")
 		// Jitter in [backoff/2, backoff) keeps followers from reconnecting
 		// in lockstep after a leader restart.
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -228,7 +237,9 @@ func (f *Follower) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, f.cfg.MaxBackoff)
+		if !notYet {
+			backoff = min(2*backoff, f.cfg.MaxBackoff)
+		}
 	}
 }
 

@@ -465,13 +465,16 @@ func TestFailoverUnavailability(t *testing.T) {
 		d := time.Unix(0, firstOK.Load()).Sub(at)
 		took = append(took, d)
 		killAt.Store(0)
-		t.Logf("kill %d of %s: writes back after %v", k+1, g.nodes[leader].Node, d.Round(time.Millisecond))
+		t.Logf("kill %d of %s at %s: writes back after %v", k+1, g.nodes[leader].Node, at.UTC().Format("15:04:05.000"), d.Round(time.Millisecond))
 		if err := g.nodes[leader].Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	stop.Store(true)
 	wg.Wait()
+	if kills <= 2 {
+		g.timeline(t)
+	}
 	slices.Sort(took)
 	p50, worst := took[len(took)/2], took[len(took)-1]
 	t.Logf("write unavailability over %d leader kills, LEASE_TTL=%v: p50 %v, max %v (target < 2 × LEASE_TTL = %v)",
