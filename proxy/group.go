@@ -432,28 +432,6 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 	log := g.log.With().Uint64("epoch", lease.Epoch()).Logger()
 	log.Info().Time("serve_at", lease.ServeAt()).Msg("won the lease")
 
-	// Wait out the old lease unless it was released.
-	if wait := time.Until(lease.ServeAt()); wait > 0 {
-		select {
-		case <-time.After(wait):
-		case <-lease.Lost():
-		case <-ctx.Done():
-		}
-	}
-	if !lease.Valid() || ctx.Err() != nil {
-		g.stepDown(ctx, lease, log)
-		return election.LeaderInfo{}
-	}
-	if _, err := g.app.Do(ctx, []byte("SET"), []byte(resp.LeadingKey), []byte(strconv.FormatUint(lease.Epoch(), 10))); err != nil {
-		log.Warn().Err(err).Msg("cannot mark the store as leading; stepping down")
-		g.stepDown(ctx, lease, log)
-		return election.LeaderInfo{}
-	}
-	if err := g.rl.BecomeLeader(lease.Epoch(), lease); err != nil {
-		log.Error().Err(err).Msg("cannot lead")
-		g.stepDown(ctx, lease, log)
-		return election.LeaderInfo{}
-	}
 	initial := isr.Members
 	_, isrRev, _ := g.el.ISR(ctx)
 	var isrMu sync.Mutex
@@ -502,6 +480,42 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 			log.Warn().Err(err).Msg("replication serve")
 		}
 	}()
+	stopReplication := func() {
+		stopServing()
+		<-served
+		g.mu.Lock()
+		g.lrepl = nil
+		g.mu.Unlock()
+		g.node.Repl = nil
+	}
+
+	// Wait out the old lease unless it was released. Followers already
+	// stream the entries this node holds meanwhile, so they are caught up
+	// and in the ISR when it starts to serve.
+	if wait := time.Until(lease.ServeAt()); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-lease.Lost():
+		case <-ctx.Done():
+		}
+	}
+	fail := func(msg string, err error) election.LeaderInfo {
+		log.Warn().Err(err).Msg(msg)
+		stopReplication()
+		g.stepDown(ctx, lease, log)
+		return election.LeaderInfo{}
+	}
+	if !lease.Valid() || ctx.Err() != nil {
+		return fail("lease lost before serving", lease.Err())
+	}
+	if _, err := g.app.Do(ctx, []byte("SET"), []byte(resp.LeadingKey), []byte(strconv.FormatUint(lease.Epoch(), 10))); err != nil {
+		return fail("cannot mark the store as leading; stepping down", err)
+	}
+	if err := g.rl.BecomeLeader(lease.Epoch(), lease); err != nil {
+		return fail("cannot lead", err)
+	}
+	// The followers that connected during the wait count at once.
+	lr.update()
 	g.srv.SetRoute(resp.Route{Mode: resp.RouteLocal, LocalReads: g.cfg.ReadPolicy != ReadLeader})
 	g.setState(StateStreaming)
 	log.Info().Msg("leading")
@@ -549,12 +563,7 @@ loop:
 		}
 	}
 	g.stepDown(ctx, lease, log)
-	stopServing()
-	<-served
-	g.mu.Lock()
-	g.lrepl = nil
-	g.mu.Unlock()
-	g.node.Repl = nil
+	stopReplication()
 	return next
 }
 
