@@ -313,18 +313,19 @@ ok_re = re.compile(r'^\[ok\]: (.*) \(\d+ ms\)$')
 err_re = re.compile(r'^\[err\]: (.*) in tests/(\S+)\.tcl$')
 
 def parse(mode):
-    """unit → {test: 'ok'|'err'}, plus the failures outside any test.
+    """unit → {test: 'ok'|'err'}, the first line of each failure's message
+    by (unit, test), and the failures outside any test.
 
     A name that runs more than once in a unit (the scripting unit runs
     every test for EVAL and for FUNCTION) fails if any run fails."""
-    res, stray = {}, []
+    res, msgs, stray = {}, {}, []
     for unit in units:
         path = os.path.join(logs, mode, unit.replace('/', '_') + '.log')
         if not os.path.exists(path):
             continue
         tests = res.setdefault(unit, {})
-        for line in open(path, errors='replace'):
-            line = line.rstrip('\n')
+        lines = [l.rstrip('\n') for l in open(path, errors='replace')]
+        for i, line in enumerate(lines):
             m = ok_re.match(line)
             if m:
                 tests.setdefault(m.group(1), 'ok')
@@ -332,10 +333,13 @@ def parse(mode):
             m = err_re.match(line)
             if m:
                 tests[m.group(1)] = 'err'
+                # An exception's message comes twice, first cut short.
+                msg = lines[i + 1:i + 3] + ['', '']
+                msgs.setdefault((unit, m.group(1)), msg[1] if msg[1] and msg[1].endswith(msg[0][-20:]) and len(msg[1]) > len(msg[0]) else msg[0])
                 continue
             if line.startswith(('[err]: ', '[exception]: ', '[TIMEOUT]: ')):
                 stray.append(unit + ': ' + line)
-    return res, stray
+    return res, msgs, stray
 
 def counts(res):
     p = sum(1 for t in res.values() for s in t.values() if s == 'ok')
@@ -353,15 +357,21 @@ for n, line in enumerate(open(allow_path), 1):
     allow.append(parts + [n])
 
 used = set()
-def allowed(unit, test):
+def allowed(unit, test, msg):
     for u, pat, reason, n in allow:
-        if fnmatch.fnmatchcase(unit, u) and fnmatch.fnmatchcase(test, pat):
+        if not fnmatch.fnmatchcase(unit, u):
+            continue
+        if pat.startswith('msg:'):
+            ok = msg is not None and fnmatch.fnmatchcase(msg, pat[4:])
+        else:
+            ok = fnmatch.fnmatchcase(test, pat)
+        if ok:
             used.add(n)
             return reason
     return None
 
-direct, dstray = parse('direct')
-proxy, pstray = parse('proxy')
+direct, _, dstray = parse('direct')
+proxy, pmsgs, pstray = parse('proxy')
 dp, df = counts(direct)
 pp, pf = counts(proxy)
 print()
@@ -378,12 +388,14 @@ for unit in units:
         if got == 'ok':
             continue
         why = 'failed' if got == 'err' else 'not run'
-        only.append((unit, test, why, allowed(unit, test)))
+        only.append((unit, test, why, allowed(unit, test, pmsgs.get((unit, test)))))
 allowed_n = sum(1 for o in only if o[3])
 print(f'passing directly but not through the proxy: {len(only)} ({allowed_n} in the allowlist, {len(only) - allowed_n} not)')
 for unit, test, why, reason in only:
     if not reason:
         print(f'  NOT ALLOWED  {unit}: {test} [{why}]')
+        if (unit, test) in pmsgs:
+            print(f'               {pmsgs[(unit, test)][:160]}')
 for unit, test, why, reason in only:
     if reason:
         print(f'  allowed      {unit}: {test} [{why}] ({reason})')
@@ -397,7 +409,8 @@ if fixed:
     print('failing directly but passing through the proxy:')
     for u, t in fixed:
         print(f'  {u}: {t}')
-stale = [a for a in allow if a[3] not in used and any(fnmatch.fnmatchcase(u, a[0]) for u in units)]
+# Only a run of every unit can tell that an entry is no longer needed.
+stale = [a for a in allow if a[3] not in used] if os.environ.get('UNITS', '') == '' else []
 if stale:
     print('allowlist entries that matched nothing in this run (fixed? renamed?):')
     for u, pat, reason, n in stale:
