@@ -410,7 +410,7 @@ if fixed:
     for u, t in fixed:
         print(f'  {u}: {t}')
 # Only a run of every unit can tell that an entry is no longer needed.
-stale = [a for a in allow if a[3] not in used] if os.environ.get('UNITS', '') == '' else []
+stale = [a for a in allow if a[3] not in used and not a[2].startswith('race:')] if os.environ.get('UNITS', '') == '' else []
 if stale:
     print('allowlist entries that matched nothing in this run (fixed? renamed?):')
     for u, pat, reason, n in stale:
