@@ -79,6 +79,24 @@ func (fr *frameReader) next() (Frame, error) {
 	}
 }
 
+// nextBuffered returns the next frame if it has already arrived whole, and
+// never reads: frames returned before stay valid, since the buffer is only
+// moved by a read.
+func (fr *frameReader) nextBuffered() (Frame, bool, error) {
+	if fr.start == fr.end {
+		return Frame{}, false, nil
+	}
+	f, n, err := DecodeFrame(fr.buf[fr.start:fr.end])
+	if errors.Is(err, ErrShortFrame) {
+		return Frame{}, false, nil
+	}
+	if err != nil {
+		return Frame{}, false, err
+	}
+	fr.start += n
+	return f, true, nil
+}
+
 // frameWriter encodes frames into a reused buffer and writes each with a
 // deadline, so a peer that stops reading costs its own session a timeout and
 // nothing else.

@@ -307,6 +307,19 @@ func (f *Follower) session(ctx context.Context) (streamed bool, err error) {
 	f.logger.Info().Str("leader_node", v.LeaderNode).Uint64("from", v.From).Msg("streaming from leader")
 
 	var echo int64
+	heartbeat := func(hb Heartbeat) error {
+		if err := f.observeEpoch(w, hb.Epoch); err != nil {
+			return err
+		}
+		echo = hb.SentUnixNano
+		f.mu.Lock()
+		f.lastHB = time.Now()
+		f.status.LeaderLast = hb.Last
+		f.status.Committed = max(f.status.Committed, hb.Committed)
+		f.noteHeartbeat(f.lastHB, hb.Last)
+		f.mu.Unlock()
+		return nil
+	}
 	for {
 		fr, err := f.read(ctx, conn, r)
 		if err != nil {
@@ -314,21 +327,40 @@ func (f *Follower) session(ctx context.Context) (streamed bool, err error) {
 		}
 		switch fr.Type {
 		case TypeEntries:
-			if pos, err = f.apply(ctx, w, pos, fr.Entries); err != nil {
+			// Everything already received goes into the same apply: one
+			// store transaction and one ack for many frames, which is what
+			// keeps a follower up with a leader that has many writers.
+			batch := fr.Entries
+			for {
+				more, ok, err := r.nextBuffered()
+				if err != nil {
+					return true, err
+				}
+				if !ok {
+					break
+				}
+				switch more.Type {
+				case TypeEntries:
+					batch.Entries = append(batch.Entries, more.Entries.Entries...)
+					batch.Committed = max(batch.Committed, more.Entries.Committed)
+				case TypeHeartbeat:
+					if err := heartbeat(more.Heartbeat); err != nil {
+						return true, err
+					}
+				case TypeError:
+					return true, &PeerError{Code: more.Error.Code, Message: more.Error.Message}
+				default:
+					_ = w.write(errorFrame(ErrCodeProtocol, "unexpected %v", more.Type))
+					return true, fmt.Errorf("stream: unexpected %v", more.Type)
+				}
+			}
+			if pos, err = f.apply(ctx, w, pos, batch); err != nil {
 				return true, err
 			}
 		case TypeHeartbeat:
-			hb := fr.Heartbeat
-			if err := f.observeEpoch(w, hb.Epoch); err != nil {
+			if err := heartbeat(fr.Heartbeat); err != nil {
 				return true, err
 			}
-			echo = hb.SentUnixNano
-			f.mu.Lock()
-			f.lastHB = time.Now()
-			f.status.LeaderLast = hb.Last
-			f.status.Committed = max(f.status.Committed, hb.Committed)
-			f.noteHeartbeat(f.lastHB, hb.Last)
-			f.mu.Unlock()
 		case TypeError:
 			return true, &PeerError{Code: fr.Error.Code, Message: fr.Error.Message}
 		default:
