@@ -528,8 +528,10 @@ loop:
 	for {
 		select {
 		case <-ctx.Done():
-			g.handover(lease, lr, log)
-			g.forwardToSuccessor(watch, log)
+			if g.handover(lease, lr, log) {
+				// Only a connected follower can take over at once.
+				g.forwardToSuccessor(watch, log)
+			}
 			break loop
 		case <-lease.Lost():
 			log.Warn().Err(lease.Err()).Msg("lease lost")
@@ -571,7 +573,7 @@ loop:
 // leader, the writes already admitted execute, are logged and commit (the
 // followers catch up), and only then is the lease released, so that the
 // caught-up follower takes over at once and no client sees an error.
-func (g *Group) handover(lease election.Leadership, lr *LeaderReplication, log zerolog.Logger) {
+func (g *Group) handover(lease election.Leadership, lr *LeaderReplication, log zerolog.Logger) (successor bool) {
 	g.setState(StateHandover)
 	g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.LeaseTTL)
@@ -581,8 +583,12 @@ func (g *Group) handover(lease election.Leadership, lr *LeaderReplication, log z
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	caughtUp := ""
+	connected := false
+	for _, f := range lr.Status().Followers {
+		connected = connected || f.Connected
+	}
 wait:
-	for {
+	for connected {
 		for _, f := range lr.Status().Followers {
 			if f.Connected && f.Acked >= last.Offset {
 				caughtUp = f.Node
@@ -604,10 +610,14 @@ wait:
 			_, _ = g.app.Do(ctx, []byte("DEL"), []byte(resp.LeadingKey))
 		}
 	}
-	if err := lease.Release(ctx); err != nil {
+	// A fresh context: the wait above may have used this one up.
+	rctx, rcancel := context.WithTimeout(context.Background(), g.cfg.LeaseTTL)
+	defer rcancel()
+	if err := lease.Release(rctx); err != nil {
 		log.Warn().Err(err).Msg("release the lease")
 	}
 	log.Info().Str("caught_up", caughtUp).Stringer("position", last).Bool("drained", drained).Msg("handed over")
+	return connected
 }
 
 // forwardToSuccessor keeps a leader that handed over serving its clients
