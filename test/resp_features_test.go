@@ -560,35 +560,3 @@ func TestRESPDisconnectMidPipelineLeaksNothing(t *testing.T) {
 	waitFor(t, func() bool { return connected() == baseline && blockedClients(t, c) == 0 })
 	waitFor(t, func() bool { return runtime.NumGoroutine() <= goroutines+2 })
 }
-
-// INFO counts the clients parked in the proxy as blocked, as Redis would:
-// the backend never sees them block.
-func TestInfoCountsParkedClients(t *testing.T) {
-	store := startRedis(t)
-	n := startRESPNode(t, store.Addr)
-	ctx := context.Background()
-	blocker := n.client(t, 0)
-	done := make(chan error, 1)
-	go func() { done <- blocker.BLPop(ctx, 5*time.Second, "nothing-here").Err() }()
-	c := n.client(t, 0)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		info, err := c.Info(ctx, "clients").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(info, "blocked_clients:1\r\n") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("INFO clients never showed the parked client:\n%s", info)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := c.RPush(ctx, "nothing-here", "x").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}

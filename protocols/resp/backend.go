@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -348,13 +347,6 @@ func (l *lane) receiveStep(br *bufio.Reader, j *job, i int) error {
 	case stepRead:
 		j.out, err = readReply(br, j.out)
 		st.replyEnd = len(j.out)
-		if err == nil && len(st.args) > 0 && len(st.args[0]) == 4 && strings.EqualFold(string(st.args[0]), "info") {
-			if parked := l.srv.blocked.count.Load(); parked > 0 {
-				patched := patchBlockedClients(j.out[st.replyStart:st.replyEnd], parked)
-				j.out = append(j.out[:st.replyStart], patched...)
-				st.replyEnd = len(j.out)
-			}
-		}
 		return err
 	case stepWrite:
 		if len(st.plan.Exec) > 1 || st.plan.Atomic {
