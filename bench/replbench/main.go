@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -30,7 +31,14 @@ import (
 func main() {
 	clients := flag.Int("clients", 50, "concurrent clients")
 	duration := flag.Duration("duration", 5*time.Second, "how long each run lasts")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (the replicar runs are the in-process part) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
 	dir, err := os.MkdirTemp("", "replbench")
 	check(err)
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
