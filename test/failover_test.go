@@ -232,20 +232,7 @@ func TestLeaderBackendDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	deadline := time.Now().Add(20 * time.Second)
-	newLeader := -1
-	for time.Now().Before(deadline) && newLeader < 0 {
-		for i := range g.nodes {
-			if st, ok := g.status(i); ok && i != leader && st.Role == "leader" && st.State == "streaming" {
-				newLeader = i
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if newLeader < 0 {
-		g.timeline(t)
-		t.Fatal("no failover after the leader's backend died")
-	}
+	newLeader := g.waitLeaderAmong(t, []int{(leader + 1) % 3, (leader + 2) % 3}, 20*time.Second, "no failover after the leader's backend died")
 	t.Logf("new leader %s %v after the backend died", g.nodes[newLeader].Node, time.Since(killed).Round(time.Millisecond))
 	time.Sleep(time.Second)
 	if err := g.stores[leader].Start(); err != nil {
@@ -598,19 +585,7 @@ func TestDivergedOldLeaderFullResyncs(t *testing.T) {
 		}
 	}
 	// The followers elect one of themselves and take new writes.
-	var newLeader int
-	deadline := time.Now().Add(20 * time.Second)
-	for newLeader = -1; newLeader < 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		for _, i := range others {
-			if st, ok := g.status(i); ok && st.Role == "leader" && st.State == "streaming" {
-				newLeader = i
-			}
-		}
-	}
-	if newLeader < 0 {
-		g.timeline(t)
-		t.Fatal("the followers elected no leader")
-	}
+	newLeader := g.waitLeaderAmong(t, others, 20*time.Second, "the followers elected no leader")
 	if err := g.client(t, newLeader).RPush(ctx, "ids", "after").Err(); err != nil {
 		t.Fatal(err)
 	}

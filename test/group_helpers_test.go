@@ -168,6 +168,22 @@ func (g *procGroup) waitLeader(t *testing.T, timeout time.Duration) int {
 	return -1
 }
 
+// waitLeaderAmong waits until one of the nodes listed leads and streams,
+// whatever the others do, and returns it; it fails with why otherwise.
+func (g *procGroup) waitLeaderAmong(t *testing.T, among []int, timeout time.Duration, why string) int {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, i := range among {
+			if st, ok := g.status(i); ok && st.Role == "leader" && st.State == "streaming" {
+				return i
+			}
+		}
+	}
+	g.timeline(t)
+	t.Fatal(why)
+	return -1
+}
+
 // waitCaughtUp waits until every running node has applied the leader's
 // last offset.
 func (g *procGroup) waitCaughtUp(t *testing.T, leader int, timeout time.Duration) {

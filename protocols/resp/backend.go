@@ -198,24 +198,31 @@ func (l *lane) roundTrip(br *bufio.Reader, bw *bufio.Writer, jobs []*job, db *in
 	if sent > 0 {
 		l.srv.wseq.sent.Add(sent)
 	}
+	return l.exchange(br, bw, jobs, "backend", l.failInflight)
+}
+
+// exchange flushes the commands encoded for jobs and reads their replies in
+// order. When the connection fails, the job at fault and every later one
+// are answered with fail (which closes them), and the error is returned.
+func (l *lane) exchange(br *bufio.Reader, bw *bufio.Writer, jobs []*job, peer string, fail func(j *job, from int, err error)) error {
 	if err := bw.Flush(); err != nil {
-		err = fmt.Errorf("write to backend: %w", err)
+		err = fmt.Errorf("write to %s: %w", peer, err)
 		for _, j := range jobs {
-			l.failInflight(j, 0, err)
+			fail(j, 0, err)
 		}
 		return err
 	}
 	for k, j := range jobs {
 		for i := range j.steps {
 			if err := l.receiveStep(br, j, i); err != nil {
-				l.failInflight(j, i, err)
+				fail(j, i, err)
 				for _, rest := range jobs[k+1:] {
-					l.failInflight(rest, 0, err)
+					fail(rest, 0, err)
 				}
 				return err
 			}
 		}
-		if hasReads(j) {
+		if l.fwd == nil && hasReads(j) {
 			// Any write sent so far may be visible to these reads.
 			j.readFence = l.srv.wseq.sent.Load()
 		}

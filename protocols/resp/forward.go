@@ -319,26 +319,7 @@ func (l *lane) forwardBurst(br *bufio.Reader, bw *bufio.Writer, jobs []*job, db 
 			l.fwd.track(j.steps[i].args)
 		}
 	}
-	if err := bw.Flush(); err != nil {
-		err = fmt.Errorf("write to leader: %w", err)
-		for _, j := range sendable {
-			l.failForwarded(j, 0, err)
-		}
-		return err
-	}
-	for k, j := range sendable {
-		for i := range j.steps {
-			if err := l.receiveStep(br, j, i); err != nil {
-				l.failForwarded(j, i, err)
-				for _, rest := range sendable[k+1:] {
-					l.failForwarded(rest, 0, err)
-				}
-				return err
-			}
-		}
-		close(j.done)
-	}
-	return nil
+	return l.exchange(br, bw, sendable, "leader", l.failForwarded)
 }
 
 func (l *lane) failForwarded(j *job, from int, err error) {

@@ -66,28 +66,7 @@ type Replicar struct {
 // test ends.
 func StartReplicar(t testing.TB, bin, node string, env map[string]string) *Replicar {
 	t.Helper()
-	dir := t.TempDir()
-	r := &Replicar{Node: node, Dir: dir, vars: env}
-	r.Process = newProcess("replicar-"+node, bin, dir, filepath.Join(dir, "replicar.log"))
-	r.args = func() ([]string, error) { return nil, nil }
-	r.env = r.environ
-	r.ready = r.healthz
-	r.readyTimeout = 30 * time.Second
-	t.Cleanup(func() { r.cleanup(t) })
-	err := r.startFresh(func() error {
-		ports, err := freePorts(3)
-		if err != nil {
-			return err
-		}
-		r.Addr = "127.0.0.1:" + strconv.Itoa(ports[0])
-		r.Repl = "127.0.0.1:" + strconv.Itoa(ports[1])
-		r.HTTP = "127.0.0.1:" + strconv.Itoa(ports[2])
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("start replicar %s: %v", node, err)
-	}
-	return r
+	return StartReplicarOn(t, bin, node, "127.0.0.1", env)
 }
 
 // environ is the process environment: PATH and HOME only, then the node's.
