@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -856,6 +857,9 @@ type teeApplier struct {
 	mu  sync.Mutex
 	app *resp.Applier
 	rl  *ReplLog
+	// applyErrors counts failed applies to the store, for
+	// replicar_backend_errors_total{kind="apply"}.
+	applyErrors atomic.Uint64
 }
 
 func (t *teeApplier) Position(ctx context.Context) (backlog.Position, error) {
@@ -869,6 +873,9 @@ func (t *teeApplier) Apply(ctx context.Context, entries []backlog.Entry) (backlo
 	applied := entries
 	for len(applied) > 0 && applied[len(applied)-1].Offset > pos.Offset {
 		applied = applied[:len(applied)-1]
+	}
+	if err != nil && ctx.Err() == nil {
+		t.applyErrors.Add(1)
 	}
 	if terr := t.rl.AppendReplicated(applied); terr != nil && err == nil {
 		err = terr

@@ -139,13 +139,7 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		defer stopServing()
 		return group.Run(ctx, replLn)
 	})
-	run("http", func() error {
-		return ServeHTTP(serveCtx, cfg.HTTPListen, NewHTTPHandler(func() Status {
-			st := StatusFromRESP(node.Status(), srv.BackendUp())
-			st.Elections, st.Fenced, st.Resyncs = group.Counters()
-			return st
-		}), logger)
-	})
+	run("http", func() error { return serveNodeHTTP(serveCtx, cfg, rl, node, srv, group, el, logger) })
 	wg.Wait()
 	if parent.Err() != nil {
 		return nil // asked to stop

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/replicar/replicar/ackpolicy"
 	"github.com/replicar/replicar/backlog"
 	"github.com/replicar/replicar/backlog/wal"
@@ -44,6 +46,9 @@ type ReplLog struct {
 	// (role.go); read without mu on every command.
 	role        atomic.Pointer[role]
 	fencedTotal atomic.Uint64
+	// ackLatency times the replies held for the ack policy
+	// (replicar_ack_latency_seconds, metrics.go).
+	ackLatency prometheus.Histogram
 }
 
 // ReplLogOptions configures OpenReplLog.
@@ -69,6 +74,7 @@ func OpenReplLog(ctx context.Context, opts ReplLogOptions) (*ReplLog, wal.Recove
 		groupSize:  max(opts.GroupSize, 1),
 		ackTimeout: opts.AckTimeout,
 		appended:   make(chan struct{}),
+		ackLatency: newAckLatency(opts.Policy),
 	}
 	var rec wal.Recovery
 	if opts.DataDir != "" {
@@ -197,7 +203,17 @@ func (r *ReplLog) appendLocked(payload []byte) (uint64, ackpolicy.State, func(ui
 }
 
 // WaitCommitted blocks until offset commits, for at most the ack timeout.
+// Each acknowledgement's wait is observed in the ack latency histogram.
 func (r *ReplLog) WaitCommitted(ctx context.Context, offset uint64) error {
+	start := time.Now()
+	err := r.waitCommitted(ctx, offset)
+	if err == nil {
+		r.ackLatency.Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+func (r *ReplLog) waitCommitted(ctx context.Context, offset uint64) error {
 	if err := r.commits.WaitFor(ctx, offset, r.ackTimeout); err != nil {
 		return err
 	}
@@ -213,7 +229,7 @@ func (r *ReplLog) WaitReadable(ctx context.Context) error {
 	r.mu.Lock()
 	last := r.log.Last()
 	r.mu.Unlock()
-	return r.WaitCommitted(ctx, last)
+	return r.waitCommitted(ctx, last)
 }
 
 // WaitReplicas implements WAIT. A group without followers has no replica

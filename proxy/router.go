@@ -53,11 +53,8 @@ func RunRouter(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		})
 	}
 	run("resp", func() error { return srv.Run(ctx) })
-	run("http", func() error {
-		return ServeHTTP(ctx, cfg.HTTPListen, NewHTTPHandler(func() Status {
-			return StatusFromRESP(r.Status(), srv.Route().Mode == resp.RouteForward)
-		}), logger)
-	})
+	run("http", func() error { return serveRouterHTTP(ctx, cfg, r, srv, el, logger) })
+	wg.Go(func() { publishRouter(ctx, cfg, el, logger) })
 	wg.Go(func() {
 		for li := range watch {
 			r.set(li)
