@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real servers that the end-to-end tests start (test/harness):
-# redis-server, mariadbd and sysbench from Debian's packages, and nats-server
-# with go install. Idempotent: it installs only what is missing, so running
+# redis-server, mariadbd and sysbench from Debian's packages, Debian's
+# chromium for the status page's headless-browser test, and nats-server with
+# go install. Idempotent: it installs only what is missing, so running
 # it on a prepared machine costs a few milliseconds.
 set -euo pipefail
 
 NATS_SERVER_VERSION=v2.15.2
-APT_PACKAGES=(redis-server redis-tools mariadb-server mariadb-client sysbench)
+APT_PACKAGES=(redis-server redis-tools mariadb-server mariadb-client sysbench chromium)
 
 log() { echo "install-deps: $*"; }
 
@@ -22,7 +23,7 @@ have() {
 }
 
 missing=()
-for b in redis-server redis-cli mariadbd mariadb-install-db mariadb sysbench; do
+for b in redis-server redis-cli mariadbd mariadb-install-db mariadb sysbench chromium; do
 	have "$b" || missing+=("$b")
 done
 if ((${#missing[@]})); then
@@ -41,7 +42,7 @@ if ((${#missing[@]})); then
 	# Debian may have started its own redis and mariadb services on their
 	# default ports. The tests never use those ports, so they are left alone.
 else
-	log "redis-server, redis-cli, mariadbd, mariadb-install-db, mariadb and sysbench are present"
+	log "redis-server, redis-cli, mariadbd, mariadb-install-db, mariadb, sysbench and chromium are present"
 fi
 
 if ! command -v go >/dev/null 2>&1; then
