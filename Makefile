@@ -45,10 +45,13 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./backlog/... ./ackpolicy/... ./protocols/resp/...
 
-# The main job on this machine: install what is missing, build, and start a
-# local node (see README).
-run: deps build
-	bash scripts/run-local.sh
+# The main job on this machine: install what is missing, build, start a
+# local 3-node group of real processes under .run/group, kill its leader
+# and show the failover (examples/demo, see README). The group stays up;
+# `make stop` stops it. DEMO_FLAGS passes flags, e.g. DEMO_FLAGS="-policy all".
+DEMO_FLAGS ?=
+run:
+	bash scripts/run-local.sh $(DEMO_FLAGS)
 
 stop:
 	bash scripts/run-local.sh stop
