@@ -50,7 +50,7 @@ type NodeStatus struct {
 	LagSeconds float64 `json:"lag_seconds"`
 	// Health sums the node up in one word or two: ok, lagging,
 	// disconnected, backend down, resync, fenced, handover, election,
-	// unreachable (in the directory but not answering) or down (known
+	// connecting, not ready, unreachable (in the directory but not answering) or down (known
 	// only to the leader).
 	Health string `json:"health"`
 }
@@ -261,6 +261,10 @@ func health(n NodeStatus, leaderKnown, directory bool) string {
 		return n.State
 	case n.Role == RoleCandidate:
 		return "election"
+	case !n.Ready && n.State == StateConnecting:
+		// A new leader waiting out the old lease, or a router or
+		// follower that has not found the leader yet.
+		return "connecting"
 	case !n.Ready:
 		return "not ready"
 	case n.Role == RoleFollower && leaderKnown && !n.Connected:

@@ -102,7 +102,7 @@ function renderTable(group) {
       cell(gone ? "–" : n.role, "role"),
       cell(gone ? "–" : n.state, "state"),
       cell(String(n.epoch), "epoch num"),
-      cell(n.role === "router" ? "–" : String(n.offset), "offset num"),
+      cell(n.role === "router" ? "–" : n.reachable ? String(n.offset) : "?", "offset num"),
       cell(n.role === "router" ? "–" : String(n.applied), "applied num"),
       cell(gone ? "–" : lagText(n), "lag num"),
       cell(n.in_isr && !gone ? "yes" : "no", "isr"),
