@@ -209,12 +209,18 @@ func (c *frontCollector) Collect(ch chan<- prometheus.Metric) {
 // The kinds of replicar_backend_errors_total.
 var backendErrorKinds = []string{"unavailable", "write_unknown", "apply"}
 
-// backendWatch counts the backend going down: the front end keeps only
-// whether it is up now, so a watcher samples it often enough to see every
-// outage that lasts past one reconnect attempt.
+// backendWatch says whether the backend is up and counts it going down.
+// The front end knows only whether its writer's connection works, and
+// finds out when it next writes, which a follower (whose clients are all
+// forwarded) never does: so the watch also pings the backend on a
+// connection of its own.
 type backendWatch struct {
-	up    func() bool
-	downs atomic.Uint64
+	// up is the front end's view.
+	up func() bool
+	// probe pings the backend; nil leaves the front end's view alone.
+	probe   func(ctx context.Context) error
+	probeOK atomic.Bool
+	downs   atomic.Uint64
 	// was is the last sample; the backend counts as down at start, which
 	// is not an error event: it has not been reached yet.
 	was bool
@@ -222,14 +228,29 @@ type backendWatch struct {
 
 // backendWatchEvery is the sampling interval: the front end's first
 // reconnect backoff is 50ms, so an outage shorter than this is one the
-// clients hardly saw.
-const backendWatchEvery = 100 * time.Millisecond
+// clients hardly saw. The probe runs every backendProbeEvery.
+const (
+	backendWatchEvery = 100 * time.Millisecond
+	backendProbeEvery = time.Second
+)
+
+// Up is the backend's state as /status reports it.
+func (b *backendWatch) Up() bool {
+	return b.up() && (b.probe == nil || b.probeOK.Load())
+}
 
 func (b *backendWatch) run(ctx context.Context) {
 	t := time.NewTicker(backendWatchEvery)
 	defer t.Stop()
+	var probed time.Time
 	for {
-		b.observe(b.up())
+		if b.probe != nil && time.Since(probed) >= backendProbeEvery {
+			pctx, cancel := context.WithTimeout(ctx, backendProbeEvery)
+			b.probeOK.Store(b.probe(pctx) == nil)
+			cancel()
+			probed = time.Now()
+		}
+		b.observe(b.Up())
 		select {
 		case <-ctx.Done():
 			return
@@ -248,11 +269,16 @@ func (b *backendWatch) observe(up bool) {
 
 // serveNodeHTTP runs a node's HTTP endpoints until ctx ends.
 func serveNodeHTTP(ctx context.Context, cfg Config, rl *ReplLog, node *RedisNode, srv *resp.Server, group *Group, el election.Elector, logger zerolog.Logger) error {
-	watch := &backendWatch{up: srv.BackendUp}
+	ping := resp.NewApplier(cfg.Backend, resp.ApplierOptions{User: cfg.BackendUser, Password: cfg.BackendPassword})
+	defer ping.Close()
+	watch := &backendWatch{up: srv.BackendUp, probe: func(ctx context.Context) error {
+		_, err := ping.Do(ctx, []byte("PING"))
+		return err
+	}}
 	go watch.run(ctx)
 	httpAddr := advertised(cfg, cfg.HTTPListen)
 	status := func() Status {
-		st := StatusFromRESP(node.Status(), srv.BackendUp())
+		st := StatusFromRESP(node.Status(), watch.Up())
 		st.Elections, st.Fenced, st.Resyncs = group.Counters()
 		st.ReadPolicy = string(cfg.ReadPolicy)
 		st.LeaseLapsed = st.Role == RoleLeader && rl.LeaseLapsed()
