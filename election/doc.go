@@ -85,17 +85,30 @@
 // a later Update at the old revision conflicts, the holder finds its own
 // nonce on the key and carries on from that revision.
 //
-// A new leader also waits out one TTL after its Create before serving
-// (ServeAt): that covers a server clock that jumped forward or a stream
-// leader with a clock ahead of its predecessor's (both would expire the key
-// early). It serves at once only when the key's last message, the one its
-// CAS replaced, is the delete a Release writes: a KV delete that also
-// carries "Replicar-Released: <epoch>" and is itself a CAS at the
-// releaser's last revision, sent after the releaser fenced itself. An
-// expiry marker, a plain delete (an operator's `nats kv del`) or no message
-// at all means wait. The choice rests on the CAS, not on the read before
-// it: a direct get may be answered by a lagging replica, but the CAS only
-// succeeds if the message read was still the last.
+// A new leader then waits until the old holder has fenced itself, on its
+// own monotonic clock, trusting no server clock (ServeAt):
+//
+//   - After a release it serves at once. The key's last message, the one
+//     its CAS replaced, is the delete a Release writes: a KV delete that
+//     carries "Replicar-Released: <epoch>" and is itself a CAS at the
+//     releaser's last revision, sent after the releaser fenced itself.
+//   - After an expiry marker or a plain delete (an operator's `nats kv
+//     del`), when this node's own watch of the key saw the holder's last
+//     renewal arrive (observer.go), it serves one TTL after that arrival.
+//     The renewal was sent before it arrived, and every successful renewal
+//     comes before the removal in the stream, so the holder's deadline
+//     (send + TTL − margin) is passed by then. A key removed by expiry was
+//     last renewed at least one TTL before, so this is usually at once.
+//   - Otherwise (it started watching after that renewal, or the key had no
+//     message at all) it waits one TTL after its own Create, which was sent
+//     after any renewal the server stored.
+//
+// None of these trusts the server's expiry time, so a server clock that
+// jumped forward, or a stream leader with a clock ahead of its
+// predecessor's, which would remove the key early, does not shorten the
+// wait. The choice rests on the CAS, not on the read before it: a direct
+// get may be answered by a lagging replica, but the CAS only succeeds if
+// the message read was still the last.
 //
 // A deposed leader that was paused past its deadline cannot acknowledge
 // (Valid is false) and its next renewal conflicts; followers additionally
@@ -109,8 +122,8 @@
 // client pings every TTL/3 with two outstanding, so a silent partition
 // drops the connection within about TTL; reconnects forever. Member
 // records every second. A failover after a crash takes up to TTL (the key
-// expires) + 250ms (the server's age check) + the backoff of Decide + one
-// TTL (ServeAt).
+// expires) + 250ms (the server's age check) + the backoff of Decide; a
+// candidate that never saw the last renewal adds one TTL (ServeAt).
 //
 // On a NATS cluster, losing the server that leads the bucket's stream
 // stops every write until the others elect a new stream leader, which the

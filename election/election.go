@@ -134,9 +134,11 @@ func (s ISR) Contains(node string) bool {
 type Leadership interface {
 	// Epoch is the revision of the winning Create, the leader epoch.
 	Epoch() uint64
-	// ServeAt is when the new leader may start serving: one TTL after the
-	// Create was sent, unless the previous holder released the lease, in
-	// which case it is the time of the Create.
+	// ServeAt is when the new leader may start serving: once the previous
+	// holder has fenced itself. That is the time of the Create when the
+	// holder released the lease; one TTL after this node saw the holder's
+	// last renewal arrive, when it saw it; otherwise one TTL after the
+	// Create was sent.
 	ServeAt() time.Time
 	// Deadline is the fence: the monotonic time after which the lease may
 	// have expired on the server. It is the send time of the last

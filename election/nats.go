@@ -117,6 +117,11 @@ type NATSElector struct {
 	// disconnected is closed (and replaced) when the connection drops:
 	// requests sent before then will never be answered.
 	disconnected chan struct{}
+
+	// renewals tells a campaign when the lease it replaces was last
+	// renewed, and stopObserving ends its watch.
+	renewals      *renewalObserver
+	stopObserving context.CancelFunc
 }
 
 var _ Elector = (*NATSElector)(nil)
@@ -196,6 +201,10 @@ func NewNATS(ctx context.Context, o Options) (*NATSElector, error) {
 		case <-time.After(wait):
 		}
 	}
+	e.renewals = newRenewalObserver()
+	octx, stop := context.WithCancel(context.Background())
+	e.stopObserving = stop
+	go e.observeLeader(octx, e.renewals)
 	e.log.Info().Str("bucket", e.bucket).Dur("ttl", o.TTL).Msg("election ready")
 	return e, nil
 }
@@ -463,6 +472,10 @@ func (e *NATSElector) Campaign(ctx context.Context, me LeaderInfo) (Leadership, 
 	}
 	var prevRev uint64
 	released := false
+	// renewedAt, when known, is the arrival here of the last renewal of
+	// the lease the key held before prev removed it (observer.go).
+	var renewedAt time.Duration
+	knowRenewal := false
 	if prev != nil {
 		prevRev = prev.Sequence
 		switch msgOp(prev.Header) {
@@ -474,6 +487,9 @@ func (e *NATSElector) Campaign(ctx context.Context, me LeaderInfo) (Leadership, 
 			return nil, fmt.Errorf("campaign: %w: %s holds epoch %d", ErrLeaseHeld, holder.Node, holder.Epoch)
 		case jetstream.KeyValueDelete:
 			released = prev.Header.Get(releaseHeader) != ""
+		}
+		if !released {
+			renewedAt, knowRenewal = e.renewals.lastRenewalBefore(ctx, prevRev, min(e.opts.TTL/4, 250*time.Millisecond))
 		}
 	}
 
@@ -512,8 +528,16 @@ func (e *NATSElector) Campaign(ctx context.Context, me LeaderInfo) (Leadership, 
 	if err != nil {
 		return nil, fmt.Errorf("campaign: %w", err)
 	}
+	// The old holder has fenced itself one TTL after its last renewal
+	// was sent. A release says it already has; a renewal seen here bounds
+	// it from this node's clock; otherwise wait a TTL from our own Create,
+	// which came after that renewal too.
 	serveAt := sent
-	if !released {
+	switch {
+	case released:
+	case knowRenewal:
+		serveAt = max(sent, renewedAt+e.opts.TTL)
+	default:
 		serveAt += e.opts.TTL
 	}
 	l := &natsLease{
@@ -539,7 +563,7 @@ func (e *NATSElector) Campaign(ctx context.Context, me LeaderInfo) (Leadership, 
 	}
 	e.leases[l] = struct{}{}
 	e.mu.Unlock()
-	l.log.Info().Bool("after_release", released).Uint64("previous_revision", prevRev).
+	l.log.Info().Bool("after_release", released).Bool("renewal_seen", knowRenewal).Uint64("previous_revision", prevRev).
 		Time("serve_at", l.ServeAt()).Msg("won the lease")
 	go l.run()
 	return l, nil
@@ -822,6 +846,7 @@ func (e *NATSElector) Close() error {
 		l.lose(ErrClosed)
 		l.stopRenewing()
 	}
+	e.stopObserving()
 	e.nc.Close()
 	return nil
 }

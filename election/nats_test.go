@@ -424,12 +424,37 @@ func testPausedLeaderExpires(t *testing.T, b backend) {
 	if lc.Epoch() <= la.Epoch() {
 		t.Fatalf("new epoch %d, old %d", lc.Epoch(), la.Epoch())
 	}
-	// After an expiry, the new leader waits out one TTL.
-	if sa := lc.ServeAt(); sa.Before(before.Add(ttl)) || sa.After(after.Add(ttl)) {
-		t.Fatalf("serve at %s, want campaign time + %s (%s…%s)", sa, ttl, before.Add(ttl), after.Add(ttl))
+	// c watched a's renewals, so it serves one TTL after the last one
+	// arrived: after a's fence, and, the key having expired a TTL after
+	// that renewal, about at once.
+	sa := lc.ServeAt()
+	t.Logf("old fence %s, campaign %s…%s, serve at %s", deadline.Format(time.StampMicro),
+		before.Format(time.StampMicro), after.Format(time.StampMicro), sa.Format(time.StampMicro))
+	if !sa.After(deadline) {
+		t.Fatalf("serve at %s, not after the old holder's fence %s", sa, deadline)
 	}
+	if sa.After(after.Add(ttl / 2)) {
+		t.Fatalf("serve at %s, want about the campaign time %s: the renewal was seen", sa, after)
+	}
+
 	if li := next(t, watch, 5*time.Second); li.Node != "c" || li.Epoch != lc.Epoch() {
 		t.Fatalf("watch: %+v, want c epoch %d", li, lc.Epoch())
+	}
+
+	// A node that never saw a renewal of c's lease waits one TTL after
+	// its own Create.
+	election.PauseRenewals(lc)
+	waitLost(t, lc, 2*ttl)
+	if gone := next(t, watch, 2*ttl); gone.Held() {
+		t.Fatalf("watch: %+v, want the key gone", gone)
+	}
+	d := newElector(t, b, grp)
+	ld, before, after := campaignUntil(t, d, info("d"), 2*ttl)
+	if sa := ld.ServeAt(); sa.Before(before.Add(ttl)) || sa.After(after.Add(ttl)) {
+		t.Fatalf("serve at %s, want campaign time + %s (%s…%s)", sa, ttl, before.Add(ttl), after.Add(ttl))
+	}
+	if li := next(t, watch, 5*time.Second); li.Node != "d" || li.Epoch != ld.Epoch() {
+		t.Fatalf("watch: %+v, want d epoch %d", li, ld.Epoch())
 	}
 	// Renewing a lost lease does not come back.
 	election.ResumeRenewals(la)
@@ -487,15 +512,17 @@ func testRelease(t *testing.T, b backend) {
 		t.Fatalf("watch: %+v", li)
 	}
 
-	// An operator's plain delete is not a release: the next leader waits.
+	// An operator's plain delete is not a release: the next leader waits
+	// until c's fence, one TTL after it saw c's last renewal.
 	election.PauseRenewals(lc)
+	fence := lc.Deadline()
 	kv := bucket(t, b, grp)
 	if err := kv.Delete(ctxT(t, 5*time.Second), "leader"); err != nil {
 		t.Fatal(err)
 	}
-	ld, before, after := campaignUntil(t, a, info("a"), 2*ttl)
-	if sa := ld.ServeAt(); sa.Before(before.Add(ttl)) || sa.After(after.Add(ttl)) {
-		t.Fatalf("after a plain delete: serve at %s, want campaign time + %s", sa, ttl)
+	ld, _, after := campaignUntil(t, a, info("a"), 2*ttl)
+	if sa := ld.ServeAt(); !sa.After(fence) || sa.After(after.Add(ttl)) {
+		t.Fatalf("after a plain delete: serve at %s, want after c's fence %s and by campaign time + %s", sa, fence, ttl)
 	}
 	election.ResumeRenewals(lc)
 	waitLost(t, lc, 2*ttl)

@@ -379,8 +379,10 @@ func TestRouterFollowsTheLeader(t *testing.T) {
 // router: from each SIGKILL of the leader to the first acknowledgement of a
 // write sent after it. REPLICAR_FAILOVER_KILLS sets the number of kills
 // (default 4; `make failover-bench` runs 20) and REPLICAR_FAILOVER_TTL the
-// lease TTL (default 1s). The numbers are reported, and
-// only a gross regression fails the test: speed lives in benchmarks.
+// lease TTL (default 1s). The numbers are reported. `make failover-bench`
+// (which sets the kills) fails when the worst failover misses the target,
+// 2 × LEASE_TTL; inside `make test`, on a machine busy with other tests,
+// only a gross regression (4 × LEASE_TTL) fails it.
 func TestFailoverUnavailability(t *testing.T) {
 	kills := 4
 	if v := os.Getenv("REPLICAR_FAILOVER_KILLS"); v != "" {
@@ -487,8 +489,12 @@ func TestFailoverUnavailability(t *testing.T) {
 		t.Fatalf("%d acknowledged writes lost over %d leader kills", lost, kills)
 	}
 	g.sameData(t, leader)
-	if worst > 10*ttl {
-		t.Fatalf("a failover took %v, over 10 × LEASE_TTL", worst)
+	limit, what := 4*ttl, "4 × LEASE_TTL, a gross regression"
+	if os.Getenv("REPLICAR_FAILOVER_KILLS") != "" {
+		limit, what = 2*ttl, "2 × LEASE_TTL, the target"
+	}
+	if worst >= limit {
+		t.Fatalf("a failover took %v, over %s", worst, what)
 	}
 }
 
