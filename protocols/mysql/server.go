@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -278,11 +279,12 @@ func refuse(conn net.Conn, e *gm.MyError) {
 
 // handle runs one client connection: handshake, then the session.
 func (s *Server) handle(ctx context.Context, conn net.Conn) {
-	sniff := &sniffConn{Conn: conn}
+	key, _ := rsaKey() // made before listening
+	shim := &shimConn{Conn: conn, key: key}
 	sess := newSession(s, ctx)
-	auth := &authHandler{srv: s, sniff: sniff, sess: sess}
+	auth := &authHandler{srv: s, shim: shim, sess: sess}
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	sc, err := s.gms.NewCustomizedConn(sniff, auth, sess)
+	sc, err := s.newConn(shim, auth, sess)
 	if err != nil {
 		sess.cancel()
 		if sess.be != nil {
@@ -291,8 +293,9 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		s.log.Debug().Err(err).Str("remote", conn.RemoteAddr().String()).Msg("handshake failed")
 		return
 	}
+	shim.off.Store(true)
 	_ = sc.Conn.Conn.SetDeadline(time.Time{})
-	sess.attach(sc)
+	sess.attach(sc, shim)
 	s.mu.Lock()
 	if ctx.Err() != nil {
 		s.mu.Unlock()
@@ -306,6 +309,20 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
 	s.mu.Unlock()
+}
+
+// newConn runs go-mysql's handshake. go-mysql panics on some handshakes
+// (a password sent for an account without one, after an auth switch):
+// that is a failed login, not a crashed node.
+func (s *Server) newConn(conn net.Conn, auth *authHandler, sess *session) (sc *server.Conn, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			conn.Close()
+			s.stats.AuthFailures.Add(1)
+			err = fmt.Errorf("handshake: %v", r)
+		}
+	}()
+	return s.gms.NewCustomizedConn(conn, auth, sess)
 }
 
 // sessionByID finds a client session by the connection id its handshake
@@ -393,26 +410,43 @@ func (s *Server) Route() Route {
 // authHandler gives go-mysql the credentials of one connection. A client
 // may answer the handshake with either supported plugin; the credential
 // then uses the plugin the client chose, so that it is not asked to
-// switch (the sniffer reads the choice from the handshake response).
+// switch (the shim reads the choice from the handshake response).
 type authHandler struct {
 	srv   *Server
-	sniff *sniffConn
+	shim  *shimConn
 	sess  *session
 }
 
 func (a *authHandler) GetCredential(user string) (server.Credential, bool, error) {
 	plugin := a.srv.cfg.AuthPlugin
-	if p := a.sniff.pluginName(); p == gm.AUTH_NATIVE_PASSWORD || p == gm.AUTH_CACHING_SHA2_PASSWORD {
-		plugin = p
-	}
+	chosen, authEmpty, known := a.shim.response()
 	pw, ok := a.srv.accounts[user]
-	if !ok {
+	switch {
+	case chosen != gm.AUTH_NATIVE_PASSWORD && chosen != gm.AUTH_CACHING_SHA2_PASSWORD:
+	case known && authEmpty && chosen != plugin && pw != "":
+		// A client that prefers another plugin than the one proposed
+		// answers it with no data (libmariadb does), waiting to be asked
+		// again with a scramble: a mismatch makes go-mysql ask, with the
+		// proposed plugin.
+	default:
+		plugin = chosen
+	}
+	switch {
+	case !ok:
 		// An unknown user gets "access denied" like a wrong password
 		// (mysqld does not say which), through a password no one has.
-		pw = string(gm.RandomBuf(32)) + "\x00"
+		pw = noPassword()
+	case pw == "" && known && !authEmpty:
+		// A password for an account without one is wrong. go-mysql
+		// would fail on it (it hashes the empty password and panics), so
+		// it is refused through a password no one has.
+		pw = noPassword()
 	}
 	return server.Credential{Passwords: []string{pw}, AuthPluginName: plugin}, true, nil
 }
+
+// noPassword is a password no client knows.
+func noPassword() string { return hex.EncodeToString(gm.RandomBuf(32)) }
 
 // OnAuthSuccess opens the session's backend before the client gets its
 // OK, so that a default database that does not exist fails the
@@ -426,58 +460,12 @@ func (a *authHandler) OnAuthFailure(c *server.Conn, err error) {
 	a.srv.log.Info().Str("user", c.GetUser()).Str("remote", c.RemoteAddr().String()).Err(err).Msg("client authentication failed")
 }
 
-// sniffConn watches the first packet a client sends, its handshake
-// response, for the auth plugin it names. go-mysql reads that packet and
-// only then asks for the credential. Over TLS the response is encrypted
-// and the configured plugin applies.
-type sniffConn struct {
-	net.Conn
-	mu     sync.Mutex
-	done   bool
-	buf    []byte
-	plugin string
-}
-
-func (c *sniffConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		if !c.done {
-			c.feed(p[:n])
-		}
-		c.mu.Unlock()
-	}
-	return n, err
-}
-
-func (c *sniffConn) pluginName() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.plugin
-}
-
-func (c *sniffConn) feed(b []byte) {
-	c.buf = append(c.buf, b...)
-	if len(c.buf) < 4 {
-		return
-	}
-	n := int(c.buf[0]) | int(c.buf[1])<<8 | int(c.buf[2])<<16
-	if n > 64<<10 {
-		c.done, c.buf = true, nil
-		return
-	}
-	if len(c.buf) < 4+n {
-		return
-	}
-	c.plugin = handshakePlugin(c.buf[4 : 4+n])
-	c.done, c.buf = true, nil
-}
-
-// handshakePlugin returns the auth plugin a HandshakeResponse41 names, ""
-// for none (or for an SSLRequest, which is 32 bytes).
-func handshakePlugin(p []byte) string {
+// parseHandshakeResponse returns the auth plugin a HandshakeResponse41
+// names and whether its auth data is empty; ok is false for an SSLRequest
+// (32 bytes) or a packet it cannot read.
+func parseHandshakeResponse(p []byte) (plugin string, authEmpty, ok bool) {
 	if len(p) <= 32 {
-		return ""
+		return "", false, false
 	}
 	caps := binary.LittleEndian.Uint32(p)
 	pos := 32
@@ -492,36 +480,42 @@ func handshakePlugin(p []byte) string {
 		return "", false
 	}
 	if _, ok := cstr(); !ok { // user
-		return ""
+		return "", false, false
 	}
+	var auth []byte
 	switch {
 	case caps&gm.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
-		_, _, n, err := gm.LengthEncodedString(p[pos:])
-		if err != nil {
-			return ""
+		a, _, n, err := gm.LengthEncodedString(p[pos:])
+		if err != nil || n == 0 {
+			return "", false, false
 		}
+		auth = a
 		pos += n
 	case caps&gm.CLIENT_SECURE_CONNECTION != 0:
-		if pos >= len(p) {
-			return ""
+		if pos >= len(p) || pos+1+int(p[pos]) > len(p) {
+			return "", false, false
 		}
+		auth = p[pos+1 : pos+1+int(p[pos])]
 		pos += 1 + int(p[pos])
 	default:
+		start := pos
 		if _, ok := cstr(); !ok {
-			return ""
+			return "", false, false
 		}
+		auth = p[start : pos-1]
 	}
-	if pos > len(p) {
-		return ""
-	}
+	authEmpty = len(auth) == 0 || (len(auth) == 1 && auth[0] == 0)
 	if caps&gm.CLIENT_CONNECT_WITH_DB != 0 {
 		if _, ok := cstr(); !ok {
-			return ""
+			return "", false, false
 		}
 	}
 	if caps&gm.CLIENT_PLUGIN_AUTH == 0 {
-		return gm.AUTH_NATIVE_PASSWORD
+		return gm.AUTH_NATIVE_PASSWORD, authEmpty, true
 	}
-	name, _ := cstr()
-	return name
+	name, ok := cstr()
+	if !ok {
+		return "", false, false
+	}
+	return name, authEmpty, true
 }

@@ -86,6 +86,11 @@ type clientPacket struct {
 	err  error
 }
 
+// framingCaps are the capabilities that change the packets of the command
+// phase.
+const framingCaps = gm.CLIENT_DEPRECATE_EOF | gm.CLIENT_QUERY_ATTRIBUTES | gm.CLIENT_OPTIONAL_RESULTSET_METADATA |
+	gm.CLIENT_COMPRESS | gm.CLIENT_ZSTD_COMPRESSION_ALGORITHM | gm.CLIENT_SESSION_TRACK
+
 // maxReplay bounds the session statements kept for replay; past it the
 // session cannot move and is closed at a leader change instead.
 const maxReplay = 256
@@ -119,7 +124,7 @@ func (s *session) HandleStmtPrepare(string) (int, int, any, error) { return 0, 0
 func (s *session) HandleStmtExecute(any, string, []any) (*gm.Result, error) {
 	return nil, errNotUsed
 }
-func (s *session) HandleStmtClose(any) error              { return errNotUsed }
+func (s *session) HandleStmtClose(any) error             { return errNotUsed }
 func (s *session) HandleOtherCommand(byte, []byte) error { return errNotUsed }
 
 var errNotUsed = errors.New("replicar: go-mysql handler called outside the handshake")
@@ -128,7 +133,10 @@ var errNotUsed = errors.New("replicar: go-mysql handler called outside the hands
 // the client is and opens the backend session when the route allows.
 func (s *session) start(c *server.Conn) error {
 	s.id = c.ConnectionID()
-	s.caps = c.Capability()
+	// A client may set capability flags the handshake did not offer
+	// (go-mysql's client sends CLIENT_DEPRECATE_EOF regardless); the ones
+	// that change how packets are framed count only if they were offered.
+	s.caps = c.Capability() &^ (framingCaps &^ s.srv.gms.Capability())
 	s.collation = c.Charset()
 	s.user = c.GetUser()
 	s.attrs = map[string]string{"_proxy": "replicar", "_client_addr": c.RemoteAddr().String()}
@@ -149,9 +157,13 @@ func (s *session) start(c *server.Conn) error {
 }
 
 // attach takes the connection over from go-mysql after the handshake.
-func (s *session) attach(sc *server.Conn) {
+func (s *session) attach(sc *server.Conn, shim *shimConn) {
 	s.sc = sc
 	raw := sc.Conn.Conn
+	if raw == net.Conn(shim) {
+		// Without TLS the shim is done: talk to the socket itself.
+		raw = shim.Conn
+	}
 	s.cw = newWire(raw)
 	s.cr = newWire(raw)
 }
@@ -347,13 +359,19 @@ var errClientGone = errors.New("client connection lost")
 
 // backendLost is the error of a command whose backend connection failed.
 func (s *session) backendLost(err error) error {
-	s.srv.stats.BackendErrors.Add(1)
 	if s.lost.Load() {
 		return fatal{leaderChangedError()}
+	}
+	select {
+	case <-s.gone:
+		// The client went away; the backend connection was closed for it.
+		return fatal{}
+	default:
 	}
 	if s.ctx.Err() != nil {
 		return fatal{}
 	}
+	s.srv.stats.BackendErrors.Add(1)
 	s.srv.log.Warn().Uint32("session", s.id).Err(err).Msg("backend connection lost mid-statement")
 	return fatal{lostError(err)}
 }

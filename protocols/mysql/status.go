@@ -107,4 +107,3 @@ func (s *Server) StatusText() string {
 	}
 	return b.String()
 }
-
