@@ -412,9 +412,9 @@ func (s *Server) Route() Route {
 // then uses the plugin the client chose, so that it is not asked to
 // switch (the shim reads the choice from the handshake response).
 type authHandler struct {
-	srv   *Server
-	shim  *shimConn
-	sess  *session
+	srv  *Server
+	shim *shimConn
+	sess *session
 }
 
 func (a *authHandler) GetCredential(user string) (server.Credential, bool, error) {
