@@ -178,6 +178,7 @@ function drawChart(canvas, series, legend, unit) {
   for (const s of series) {
     ctx.strokeStyle = s.color;
     ctx.lineWidth = 2;
+    ctx.setLineDash(s.dash || []);
     ctx.beginPath();
     let pen = false;
     for (const p of s.points) {
@@ -194,8 +195,10 @@ function drawChart(canvas, series, legend, unit) {
     const li = document.createElement("li");
     li.style.setProperty("--swatch", s.color);
     li.dataset.series = s.name;
-    const last = [...s.points].reverse().find((p) => p.v !== null && p.v !== undefined);
-    li.textContent = `${s.name}: ${last ? fmtValue(last.v) + unit : "–"}`;
+    // The latest sample only: a follower that now leads has no lag.
+    const last = s.points[s.points.length - 1];
+    const known = last && last.v !== null && last.v !== undefined;
+    li.textContent = `${s.name}: ${known ? fmtValue(last.v) + unit : "–"}`;
     legend.append(li);
   }
 }
@@ -224,8 +227,10 @@ function renderCharts() {
   }));
   drawChart($("lag-chart"), lagSeries, $("lag-legend"), "");
   const rateSeries = [
-    { name: "writes/s", color: "#2b6cb0", points: state.samples.map((s) => ({ t: s.t, v: s.writes })) },
     { name: "acks/s", color: "#38a169", points: state.samples.map((s) => ({ t: s.t, v: s.acks })) },
+    // Dashed, drawn over the acks: the two lines coincide when every
+    // write is acknowledged as fast as it comes.
+    { name: "writes/s", color: "#2b6cb0", dash: [6, 4], points: state.samples.map((s) => ({ t: s.t, v: s.writes })) },
   ];
   drawChart($("rate-chart"), rateSeries, $("rate-legend"), "");
 }
