@@ -135,9 +135,9 @@ type Applier struct {
 	ddlEpoch uint64
 	stats    Stats
 
-	// Test hooks: called around a DDL statement; an error stops there as
-	// a crash would.
-	beforeDDL, afterDDL func() error
+	// Test hooks: called around the DDL statement of the entry at an
+	// offset; an error stops there as a crash would.
+	beforeDDL, afterDDL func(offset uint64) error
 }
 
 // NewApplier returns an Applier for the backend at addr (host:port). It
@@ -443,7 +443,7 @@ func (a *Applier) runDDL(ctx context.Context, it item, stmt *rowlog.Statement) e
 		return fmt.Errorf("apply: store position is not %v: %w", a.pos, ErrPositionMoved)
 	}
 	if a.beforeDDL != nil {
-		if err := a.beforeDDL(); err != nil {
+		if err := a.beforeDDL(it.pos.Offset); err != nil {
 			a.drop()
 			return err
 		}
@@ -484,7 +484,7 @@ func (a *Applier) runDDL(ctx context.Context, it item, stmt *rowlog.Statement) e
 	}
 	a.ddlRan, a.ddlEpoch = it.pos.Offset, it.pos.Epoch
 	if a.afterDDL != nil {
-		if err := a.afterDDL(); err != nil {
+		if err := a.afterDDL(it.pos.Offset); err != nil {
 			a.drop()
 			return err
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
+	"log"
 	"regexp"
 	"sort"
 	"strings"
@@ -11,12 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/rs/zerolog"
 
 	"github.com/replicar/replicar/backlog"
 	"github.com/replicar/replicar/protocols/mysql/rowlog"
 	"github.com/replicar/replicar/test/harness"
 )
+
+func init() {
+	// The driver logs every connection a test kills on purpose.
+	mysql.SetLogger(log.New(io.Discard, "", 0))
+}
 
 // startMariaDB starts a backend configured as replicar requires.
 func startMariaDB(t *testing.T) *harness.MariaDB {

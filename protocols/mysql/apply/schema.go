@@ -78,8 +78,11 @@ func loadEnv(ctx context.Context, conn *sql.Conn) (*env, error) {
 // loadGenerated lists the generated (virtual or stored) columns of every
 // table: the binlog logs their values, but the target computes them.
 func loadGenerated(ctx context.Context, conn *sql.Conn) (map[string]map[string]bool, error) {
+	// The system schemas are left out: listing their columns costs
+	// hundreds of milliseconds, and they have no generated columns.
 	rows, err := conn.QueryContext(ctx, "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "+
-		"WHERE EXTRA LIKE '%GENERATED%' OR EXTRA IN ('VIRTUAL','PERSISTENT','STORED')")
+		"WHERE TABLE_SCHEMA NOT IN ('mysql','sys','information_schema','performance_schema') "+
+		"AND (EXTRA LIKE '%GENERATED%' OR EXTRA IN ('VIRTUAL','PERSISTENT','STORED'))")
 	if err != nil {
 		return nil, fmt.Errorf("read generated columns: %w", err)
 	}

@@ -195,9 +195,9 @@ func (c *Capture) Position() string {
 // been captured and returns the offset of its entry, so that a client's
 // COMMIT can be held until that offset commits.
 //
-// For a transaction captured long ago (beyond Config.Remember), or one
-// that had nothing to capture, it returns the offset of the last entry
-// appended by then, or Config.LastOffset for transactions before Start:
+// For a transaction captured long ago (beyond Config.Remember), one
+// before Start, or one that had nothing to capture, it returns the offset
+// of the last entry appended so far (Config.LastOffset before the first):
 // an offset at least as high as the entry's, so waiting for it to commit
 // is safe, if a little longer. It fails with ErrStopped once Run has
 // returned, and with ctx's error.
@@ -299,13 +299,16 @@ var (
 // says whether it got as far as streaming.
 func (c *Capture) session(ctx context.Context) (progressed bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = Check(cctx, c.db)
+	info, err := Check(cctx, c.db)
 	cancel()
 	if err != nil {
 		return false, err
 	}
 	c.asm.reset()
 	start := c.asm.pos.Clone()
+	if err := behind(start.(*gomysql.MariadbGTIDSet), info.GTIDBinlogPos); err != nil {
+		return false, err
+	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID:                c.cfg.ServerID,
 		Flavor:                  gomysql.MariaDBFlavor,
@@ -349,6 +352,24 @@ func (c *Capture) session(ctx context.Context) (progressed bool, err error) {
 			}
 		}
 	}
+}
+
+// behind refuses a start position the primary's binlog has not reached:
+// MariaDB would wait for those sequence numbers and silently skip every
+// transaction before them. It happens when the backend was replaced or
+// restored from an older backup.
+func behind(start *gomysql.MariadbGTIDSet, binlogPos string) error {
+	bp, err := gomysql.ParseMariadbGTIDSet(binlogPos)
+	if err != nil {
+		return fmt.Errorf("%w: backend gtid_binlog_pos %q: %v", errStream, binlogPos, err)
+	}
+	have := bp.(*gomysql.MariadbGTIDSet)
+	for d, g := range start.Sets {
+		if h, ok := have.Sets[d]; !ok || h.SequenceNumber < g.SequenceNumber {
+			return fmt.Errorf("%w: start %s is ahead of the backend's gtid_binlog_pos %q (backend replaced or restored?)", ErrPositionLost, g, binlogPos)
+		}
+	}
+	return nil
 }
 
 // classify turns the primary's refusal of the start position into
