@@ -94,7 +94,7 @@ Commands:
   (none)           run a node
   config [--json]  print the effective configuration, secrets masked
   status [--addr HOST:PORT] [--watch] [--json]
-                   show the group as a node's /status reports it
+                   show every member of the group, asking any node
   version          print the version, commit and Go version
   help             print this help
 
