@@ -240,7 +240,13 @@ func (g *group) startNode(ctx context.Context, n *node, fresh bool) error {
 		return err
 	}
 	if !fresh {
-		if err := start(nil); err != nil {
+		err := start(nil)
+		if portTaken(err) {
+			// Someone took one of its ports while it was down: new ones
+			// then, which group.json and the final listing show.
+			err = startWithPorts(3, start)
+		}
+		if err != nil {
 			return err
 		}
 		return g.save()
