@@ -175,7 +175,10 @@ func (b *backendConn) simpleQuery(q string) (okPacket, [][]string, error) {
 		case p[0] == hdrLocal:
 			return okPacket{}, nil, errors.New("unexpected LOCAL INFILE request")
 		}
-		ncol, _, _ := gm.LengthEncodedInt(p)
+		ncol, _, ok := lenencInt(p)
+		if !ok || ncol > 1<<16 {
+			return okPacket{}, nil, errors.New("malformed column count")
+		}
 		for range ncol {
 			if _, err := b.readPacket(); err != nil {
 				return okPacket{}, nil, err
@@ -216,8 +219,8 @@ func textRow(p []byte, ncol int) []string {
 			pos++
 			continue
 		}
-		s, _, n, err := gm.LengthEncodedString(p[pos:])
-		if err != nil {
+		s, n, ok := lenencStr(p[pos:])
+		if !ok {
 			break
 		}
 		row = append(row, string(s))

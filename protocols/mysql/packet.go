@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -106,6 +105,45 @@ const (
 	statusStateChanged = gm.SERVER_SESSION_STATE_CHANGED
 )
 
+// lenencInt decodes a length-encoded integer; ok is false when b is too
+// short or holds NULL (0xfb). go-mysql's decoder panics on short input,
+// and packets come from the network.
+func lenencInt(b []byte) (v uint64, n int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	switch b[0] {
+	case 0xfb, 0xff:
+		return 0, 1, false
+	case 0xfc:
+		if len(b) < 3 {
+			return 0, 0, false
+		}
+		return uint64(b[1]) | uint64(b[2])<<8, 3, true
+	case 0xfd:
+		if len(b) < 4 {
+			return 0, 0, false
+		}
+		return uint64(b[1]) | uint64(b[2])<<8 | uint64(b[3])<<16, 4, true
+	case 0xfe:
+		if len(b) < 9 {
+			return 0, 0, false
+		}
+		return binary.LittleEndian.Uint64(b[1:]), 9, true
+	}
+	return uint64(b[0]), 1, true
+}
+
+// lenencStr decodes a length-encoded string; ok is false when b is too
+// short.
+func lenencStr(b []byte) (s []byte, n int, ok bool) {
+	l, n, ok := lenencInt(b)
+	if !ok || uint64(len(b)-n) < l {
+		return nil, 0, false
+	}
+	return b[n : n+int(l)], n + int(l), true
+}
+
 // isEOF says whether p is an EOF packet (not a row that begins with 0xfe,
 // which is at least 9 bytes long).
 func isEOF(p []byte) bool { return len(p) > 0 && p[0] == hdrEOF && len(p) < 9 }
@@ -137,12 +175,12 @@ func parseOK(p []byte, caps uint32) (okPacket, error) {
 	}
 	pos := 1
 	var n int
-	var null bool
-	if ok.affected, null, n = gm.LengthEncodedInt(p[pos:]); null || n == 0 || pos+n > len(p) {
+	var good bool
+	if ok.affected, n, good = lenencInt(p[pos:]); !good {
 		return ok, errors.New("malformed OK packet: affected rows")
 	}
 	pos += n
-	if ok.insertID, null, n = gm.LengthEncodedInt(p[pos:]); null || n == 0 || pos+n > len(p) {
+	if ok.insertID, n, good = lenencInt(p[pos:]); !good {
 		return ok, errors.New("malformed OK packet: insert id")
 	}
 	pos += n
@@ -159,18 +197,14 @@ func parseOK(p []byte, caps uint32) (okPacket, error) {
 	if pos >= len(p) {
 		return ok, nil
 	}
-	info, _, n, err := gm.LengthEncodedString(p[pos:])
-	if err != nil {
-		return ok, fmt.Errorf("malformed OK packet: info: %w", err)
+	if ok.info, n, good = lenencStr(p[pos:]); !good {
+		return ok, errors.New("malformed OK packet: info")
 	}
-	ok.info = info
 	pos += n
 	if ok.status&statusStateChanged != 0 && pos < len(p) {
-		state, _, _, err := gm.LengthEncodedString(p[pos:])
-		if err != nil {
-			return ok, fmt.Errorf("malformed OK packet: session state: %w", err)
+		if ok.state, _, good = lenencStr(p[pos:]); !good {
+			return ok, errors.New("malformed OK packet: session state")
 		}
-		ok.state = state
 	}
 	return ok, nil
 }
@@ -222,8 +256,8 @@ type stateEntry struct {
 func walkState(b []byte, fn func(stateEntry)) error {
 	for len(b) > 0 {
 		typ := b[0]
-		data, _, n, err := gm.LengthEncodedString(b[1:])
-		if err != nil || n == 0 {
+		data, n, ok := lenencStr(b[1:])
+		if !ok {
 			return errors.New("malformed session state")
 		}
 		fn(stateEntry{typ: typ, data: data, raw: b[:1+n]})
@@ -234,12 +268,12 @@ func walkState(b []byte, fn func(stateEntry)) error {
 
 // sysVar decodes a system variable entry's name and value.
 func sysVar(data []byte) (name, value []byte, ok bool) {
-	name, _, n, err := gm.LengthEncodedString(data)
-	if err != nil || n == 0 {
+	name, n, ok := lenencStr(data)
+	if !ok {
 		return nil, nil, false
 	}
-	value, _, _, err = gm.LengthEncodedString(data[n:])
-	if err != nil {
+	value, _, ok = lenencStr(data[n:])
+	if !ok {
 		return nil, nil, false
 	}
 	return name, value, true
@@ -248,10 +282,7 @@ func sysVar(data []byte) (name, value []byte, ok bool) {
 // lenencString decodes an entry that is one length-encoded string (the
 // schema entry).
 func lenencString(data []byte) []byte {
-	s, _, _, err := gm.LengthEncodedString(data)
-	if err != nil {
-		return nil
-	}
+	s, _, _ := lenencStr(data)
 	return s
 }
 

@@ -107,8 +107,8 @@ func (s *session) relay(binary, fence bool, class Class) (relayResult, error) {
 // and reports whether more results follow.
 func (s *session) relayResultSet(p []byte, binary, fence bool, res *relayResult) (bool, error) {
 	be := s.be
-	ncol, _, n := gm.LengthEncodedInt(p)
-	if n == 0 || ncol == 0 || ncol > 1<<16 {
+	ncol, _, good := lenencInt(p)
+	if !good || ncol == 0 || ncol > 1<<16 {
 		s.srv.stats.ProtocolErrors.Add(1)
 		return false, s.backendLost(errors.New("malformed column count"))
 	}
@@ -185,7 +185,10 @@ func (s *session) drain(binary bool) error {
 				return s.backendLost(err)
 			}
 		default:
-			ncol, _, _ := gm.LengthEncodedInt(p)
+			ncol, _, good := lenencInt(p)
+			if !good || ncol > 1<<16 {
+				return s.backendLost(errors.New("malformed column count"))
+			}
 			for range ncol + 1 {
 				if _, err := s.be.readPacket(); err != nil {
 					return s.backendLost(err)
@@ -309,13 +312,15 @@ func (s *session) needsGTIDQuery(class Class, status uint16) bool {
 	if s.tracking || !s.local() || s.srv.offsets == nil || !s.srv.info.MariaDB {
 		return false
 	}
-	if status&statusInTrans != 0 && !class.Writes() {
-		return false
-	}
 	switch class {
 	case ClassRead, ClassProxy, ClassEmpty, ClassRollback, ClassTx:
 		return false
+	case ClassWrite:
+		// A write inside a transaction commits nothing yet.
+		return status&statusInTrans == 0
 	}
+	// DDL, COMMIT, BEGIN and LOCK TABLES (implicit commits), SET
+	// autocommit, admin statements.
 	return true
 }
 

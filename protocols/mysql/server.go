@@ -485,8 +485,8 @@ func parseHandshakeResponse(p []byte) (plugin string, authEmpty, ok bool) {
 	var auth []byte
 	switch {
 	case caps&gm.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
-		a, _, n, err := gm.LengthEncodedString(p[pos:])
-		if err != nil || n == 0 {
+		a, n, good := lenencStr(p[pos:])
+		if !good {
 			return "", false, false
 		}
 		auth = a

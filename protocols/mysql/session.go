@@ -236,6 +236,10 @@ func (s *session) serve() {
 		if err := s.cw.flush(); err != nil || !keep {
 			return
 		}
+		// A route change while the command ran skipped this session.
+		if rt, _ := s.srv.route.get(); rt.target() != s.beTarget {
+			s.routeChanged(rt)
+		}
 	}
 }
 
@@ -557,6 +561,7 @@ func (s *session) reprepare(be *backendConn, st *stmt) error {
 	}
 	st.needTypes = true
 	st.broken = nil
+	st.cursor = false
 	return nil
 }
 
@@ -797,32 +802,43 @@ func useDB(q string) (string, bool) {
 // backend's).
 func (s *session) translateKill(q string) (string, bool) {
 	query, id, ok := parseKill(q)
-	if !ok || id > 1<<32-1 {
+	if !ok {
 		return "", false
+	}
+	thread, ok := s.backendThread(id)
+	if !ok {
+		return "", false
+	}
+	if query {
+		return fmt.Sprintf("KILL QUERY %d", thread), true
+	}
+	return fmt.Sprintf("KILL %d", thread), true
+}
+
+// backendThread returns the backend thread of this node's session with
+// connection id id, when it runs on the same backend as s.
+func (s *session) backendThread(id uint64) (uint32, bool) {
+	if id > 1<<32-1 {
+		return 0, false
 	}
 	other := s.srv.sessionByID(uint32(id))
 	if other == nil {
-		return "", false
+		return 0, false
 	}
 	other.mu.Lock()
 	be, local := other.be, other.beTarget == localTarget
 	other.mu.Unlock()
-	if be == nil || !local {
-		return "", false
+	if be == nil || !local || !s.local() {
+		return 0, false
 	}
-	if query {
-		return fmt.Sprintf("KILL QUERY %d", be.threadID), true
-	}
-	return fmt.Sprintf("KILL %d", be.threadID), true
+	return be.threadID, true
 }
 
 func (s *session) processKill(cmd []byte) error {
 	if len(cmd) >= 5 {
-		if rewritten, ok := s.translateKill(fmt.Sprintf("KILL %d", leUint32(cmd[1:]))); ok {
-			var id uint64
-			fmt.Sscanf(rewritten, "KILL %d", &id)
+		if thread, ok := s.backendThread(uint64(leUint32(cmd[1:]))); ok {
 			cmd = []byte{gm.COM_PROCESS_KILL, 0, 0, 0, 0}
-			putUint32(cmd[1:], uint32(id))
+			putUint32(cmd[1:], thread)
 		}
 	}
 	return s.simple(cmd, nil)
