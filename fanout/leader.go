@@ -393,6 +393,9 @@ func (l *Leader) sent(s *leaderSession, offset uint64, size int) error {
 	if l.sessions[s.node] != s {
 		return errors.New("session replaced")
 	}
+	// The batch was read after canSend looked at the backlog's end, so it
+	// may hold entries appended since: the tracker learns of them first.
+	l.tracker.Appended(offset, l.cfg.Now())
 	return l.tracker.Sent(s.node, offset, size)
 }
 

@@ -448,3 +448,36 @@ func TestSessionStalledFollower(t *testing.T) {
 	_, _ = fast.stop(), stuck.stop()
 	_ = l.stop()
 }
+
+// laggingLast is a source whose Last trails what Read returns by one entry,
+// as when an append lands between the sender's Last and its Read.
+type laggingLast struct{ *memSource }
+
+func (s laggingLast) Last() backlog.Position {
+	p := s.memSource.Last()
+	if p.Offset > 0 {
+		p.Offset--
+	}
+	return p
+}
+
+func TestSessionEntriesAppendedDuringRead(t *testing.T) {
+	defer leakCheck(t)()
+	src := newMemSource(backlog.Options{}, 1)
+	src.append(t, 10)
+	l := startLeader(t, "127.0.0.1:0", leaderConfig(), laggingLast{src})
+	f := startFollower(t, FollowerConfig{Node: "a", Addr: l.addr}, &fakeApplier{})
+	waitFor(t, "catch-up", func() bool { return f.app.offset() >= 9 })
+	for range 20 {
+		src.append(t, 1)
+		time.Sleep(time.Millisecond)
+	}
+	waitFor(t, "live entries", func() bool { return f.app.offset() >= 29 })
+	f.app.check(t, f.app.offset())
+	// The batch that held more than Last said did not end the session.
+	if n := f.Status().Sessions; n != 1 {
+		t.Errorf("%d sessions, want 1: the session restarted", n)
+	}
+	_ = f.stop()
+	_ = l.stop()
+}

@@ -45,7 +45,9 @@ func main() {
 		// kills the process even if the shutdown hangs.
 		stop()
 	}()
-	os.Exit(runMain(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	code := runMain(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stopProfile()
+	os.Exit(code)
 }
 
 // runMain is the whole command behind main, without process globals: args

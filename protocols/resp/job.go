@@ -84,8 +84,17 @@ var outPool = sync.Pool{New: func() any { return new([]byte) }}
 // maxPooledOut keeps a buffer that a huge reply grew out of the pool.
 const maxPooledOut = 256 << 10
 
+// jobPool keeps jobs with their steps' capacity: a pipeline of sixteen
+// writes otherwise grows a fresh steps slice five times per job.
+var jobPool = sync.Pool{New: func() any { return new(job) }}
+
+// maxPooledSteps keeps a job that a huge pipeline or transaction grew out of
+// the pool.
+const maxPooledSteps = 128
+
 func newJob() *job {
-	j := &job{done: make(chan struct{})}
+	j := jobPool.Get().(*job)
+	j.done = make(chan struct{})
 	j.out = (*outPool.Get().(*[]byte))[:0]
 	return j
 }
@@ -100,6 +109,15 @@ func (j *job) recycle() {
 		b := j.out[:0]
 		j.out = nil
 		outPool.Put(&b)
+	}
+	// Nothing refers to a job once its reply is written: the lane let go
+	// of it when it closed done.
+	steps := j.steps
+	clear(steps)
+	*j = job{}
+	if cap(steps) <= maxPooledSteps {
+		j.steps = steps[:0]
+		jobPool.Put(j)
 	}
 }
 

@@ -180,6 +180,11 @@ func (s *session) flushReplies(all bool) {
 			}
 		}
 		s.wmu.Unlock()
+		if s.last == j {
+			// Answered, so nothing has to wait for it any more; and
+			// the job goes back to the pool.
+			s.last, s.lastLane = nil, nil
+		}
 		j.recycle()
 		written++
 	}
