@@ -1,11 +1,19 @@
 package mysql
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"os/exec"
 	"reflect"
 	"runtime"
@@ -48,7 +56,81 @@ func TestFrontEnd(t *testing.T) {
 	t.Run("LocalInfile", func(t *testing.T) { testLocalInfile(t, m, direct) })
 	t.Run("Routing", func(t *testing.T) { testRouting(t, m, direct) })
 	t.Run("Application", func(t *testing.T) { testApplication(t, m, direct) })
+	t.Run("TLS", func(t *testing.T) { testTLS(t, m) })
+	t.Run("BigPackets", func(t *testing.T) { testBigPackets(t, m, direct) })
 	t.Run("Sysbench", func(t *testing.T) { testSysbench(t, m) })
+}
+
+// selfSigned makes a server certificate for 127.0.0.1.
+func selfSigned(t *testing.T) *tls.Config {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "replicar-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+func testTLS(t *testing.T, m *harness.MariaDB) {
+	tlsCfg := selfSigned(t)
+	for _, plugin := range []string{gm.AUTH_NATIVE_PASSWORD, gm.AUTH_CACHING_SHA2_PASSWORD} {
+		t.Run(plugin, func(t *testing.T) {
+			p := startProxy(t, m, func(c *Config) { c.TLS, c.AuthPlugin = tlsCfg, plugin })
+			db := p.db(t, "", func(c *gsql.Config) { c.TLSConfig = "skip-verify"; c.MultiStatements = true })
+			// skip-verify makes go-sql-driver insist on TLS.
+			rows, err := db.Query("SELECT 1; SELECT 2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for {
+				for rows.Next() {
+					n++
+				}
+				if !rows.NextResultSet() {
+					break
+				}
+			}
+			rows.Close()
+			if n != 2 {
+				t.Errorf("%d rows over TLS", n)
+			}
+			out, err := cli(t, p, "--ssl", "--ssl-verify-server-cert=0", "-e", "SELECT 5")
+			if err != nil || strings.TrimSpace(out) != "5" {
+				t.Errorf("mariadb client over TLS: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// testBigPackets sends and reads back a value longer than one protocol
+// packet (16 MiB), which travels as continuation packets both ways.
+func testBigPackets(t *testing.T, m *harness.MariaDB, direct *sql.DB) {
+	mustExec(t, direct, "SET GLOBAL max_allowed_packet = 67108864", "CREATE DATABASE bp", "CREATE TABLE bp.t (id INT PRIMARY KEY, v LONGBLOB)")
+	p := startProxy(t, m, nil)
+	db := p.db(t, "bp", nil)
+	val := make([]byte, 17<<20)
+	for i := range val {
+		val[i] = byte(i * 7)
+	}
+	// A prepared statement's execute packet, then a text-protocol row.
+	if _, err := db.Exec("INSERT INTO t VALUES (1, ?)", val); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	if err := db.QueryRow("SELECT v FROM t WHERE id = 1").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, val) {
+		t.Errorf("a 17 MiB value came back with %d bytes, not equal", len(got))
+	}
 }
 
 func testAuth(t *testing.T, m *harness.MariaDB) {
