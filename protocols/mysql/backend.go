@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -61,6 +62,8 @@ type backendConn struct {
 	// namesOK says the handshake carried the client's collation, so no
 	// SET NAMES is needed.
 	namesOK bool
+	// lastUsed is when the last command was sent.
+	lastUsed time.Time
 }
 
 // dialBackend opens and authenticates a backend session with go-mysql's
@@ -132,6 +135,44 @@ func dialBackend(ctx context.Context, spec dialSpec) (*backendConn, error) {
 	}, nil
 }
 
+// alive says whether an idle connection is still open: a read that would
+// block means open; end of file, an error, or bytes nobody asked for
+// (mysqld's farewell error) mean closed. It does not consume anything a
+// live connection could need.
+func (b *backendConn) alive() bool {
+	if b.br.Buffered() > 0 {
+		return false
+	}
+	conn := b.conn
+	if t, ok := conn.(*tls.Conn); ok {
+		// TLS records cannot be peeked at without decrypting them; the
+		// socket below tells closed from open all the same.
+		conn = t.NetConn()
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := true
+	err = raw.Read(func(fd uintptr) bool {
+		var buf [1]byte
+		n, err := syscall.Read(int(fd), buf[:])
+		switch {
+		case n > 0 || (n == 0 && err == nil):
+			alive = false
+		case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK):
+		case err != nil:
+			alive = false
+		}
+		return true
+	})
+	return err == nil && alive
+}
+
 func (b *backendConn) close() {
 	if b != nil {
 		b.conn.Close()
@@ -140,6 +181,7 @@ func (b *backendConn) close() {
 
 // command sends one command packet, starting a new sequence.
 func (b *backendConn) command(payload []byte) error {
+	b.lastUsed = time.Now()
 	b.seq = 0
 	if err := b.writePacket(payload); err != nil {
 		return err

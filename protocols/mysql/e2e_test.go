@@ -56,9 +56,54 @@ func TestFrontEnd(t *testing.T) {
 	t.Run("LocalInfile", func(t *testing.T) { testLocalInfile(t, m, direct) })
 	t.Run("Routing", func(t *testing.T) { testRouting(t, m, direct) })
 	t.Run("Application", func(t *testing.T) { testApplication(t, m, direct) })
+	t.Run("IdleReconnect", func(t *testing.T) { testIdleReconnect(t, m, direct) })
 	t.Run("TLS", func(t *testing.T) { testTLS(t, m) })
 	t.Run("BigPackets", func(t *testing.T) { testBigPackets(t, m, direct) })
 	t.Run("Sysbench", func(t *testing.T) { testSysbench(t, m) })
+}
+
+// testIdleReconnect closes a session's backend connection from the
+// backend side while the session is idle: the next statement runs on a new
+// backend connection with the session carried over; inside a transaction
+// the client is told the transaction is lost.
+func testIdleReconnect(t *testing.T, m *harness.MariaDB, direct *sql.DB) {
+	mustExec(t, direct, "CREATE DATABASE ir", "CREATE TABLE ir.t (a INT)")
+	p := startProxy(t, m, nil)
+	db := p.db(t, "ir", nil)
+	ctx := ctxT(t, 30*time.Second)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mustExec(t, conn, "SET @kept = 'yes'")
+	var thread, thread2 int64
+	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&thread); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, direct, fmt.Sprintf("KILL %d", thread))
+	time.Sleep(idleCheck + 100*time.Millisecond)
+	var kept string
+	if err := conn.QueryRowContext(ctx, "SELECT @kept, CONNECTION_ID()").Scan(&kept, &thread2); err != nil {
+		t.Fatalf("statement after the backend closed an idle session: %v", err)
+	}
+	if kept != "yes" || thread2 == thread {
+		t.Errorf("@kept=%q, thread %d→%d", kept, thread, thread2)
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, direct, fmt.Sprintf("KILL %d", thread2))
+	time.Sleep(idleCheck + 100*time.Millisecond)
+	_, err = tx.Exec("INSERT INTO t VALUES (2)")
+	if me := mysqlErr(t, err); me.Number != 1105 || !strings.Contains(me.Message, "transaction is lost") {
+		t.Errorf("transaction whose backend connection closed: %v", err)
+	}
+	_ = tx.Rollback()
 }
 
 // selfSigned makes a server certificate for 127.0.0.1.

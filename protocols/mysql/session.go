@@ -91,6 +91,10 @@ type clientPacket struct {
 const framingCaps = gm.CLIENT_DEPRECATE_EOF | gm.CLIENT_QUERY_ATTRIBUTES | gm.CLIENT_OPTIONAL_RESULTSET_METADATA |
 	gm.CLIENT_COMPRESS | gm.CLIENT_ZSTD_COMPRESSION_ALGORITHM | gm.CLIENT_SESSION_TRACK
 
+// idleCheck is how long a backend connection may sit idle before the
+// proxy checks it is still open before using it.
+const idleCheck = time.Second
+
 // maxReplay bounds the session statements kept for replay; past it the
 // session cannot move and is closed at a leader change instead.
 const maxReplay = 256
@@ -405,18 +409,28 @@ func (s *session) ensureBackend() error {
 		}
 	}
 	target := rt.target()
-	if s.be != nil && s.beTarget == target {
-		return nil
-	}
 	if s.be != nil {
 		s.mu.Lock()
 		pinned := s.inTx || s.locked || s.cursors > 0
 		s.mu.Unlock()
-		if pinned || len(s.sets) > maxReplay {
-			return fatal{leaderChangedError()}
+		if s.beTarget == target {
+			// A connection idle for a while may have been closed by the
+			// other side (wait_timeout, a restart): before the statement
+			// is sent, that is still safe to repair.
+			if time.Since(s.be.lastUsed) < idleCheck || s.be.alive() {
+				return nil
+			}
+			if pinned {
+				return fatal{lostError(errors.New("the backend closed the connection; the open transaction is lost"))}
+			}
+			s.srv.log.Debug().Uint32("session", s.id).Str("target", target).Msg("backend connection closed while idle: reconnecting")
+		} else {
+			if pinned || len(s.sets) > maxReplay {
+				return fatal{leaderChangedError()}
+			}
+			s.srv.stats.SessionsMoved.Add(1)
+			s.srv.log.Debug().Uint32("session", s.id).Str("from", s.beTarget).Str("to", target).Msg("session moves to the new leader")
 		}
-		s.srv.stats.SessionsMoved.Add(1)
-		s.srv.log.Debug().Uint32("session", s.id).Str("from", s.beTarget).Str("to", target).Msg("session moves to the new leader")
 	}
 	if e := s.connect(target); e != nil {
 		return s.writeErr(e)
@@ -705,20 +719,7 @@ func (s *session) query(cmd []byte) error {
 	}
 	refusal, fence, admitted := s.admit(cl)
 	if refusal != nil {
-		if cl.Class == ClassCommit {
-			// database/sql hands a connection back to its pool after a
-			// failed COMMIT: the transaction must not stay open there.
-			_, _, err := s.be.simpleQuery("ROLLBACK")
-			refusal = rolledBack(refusal, err)
-			if err != nil {
-				return fatal{refusal}
-			}
-			s.mu.Lock()
-			s.inTx = false
-			s.mu.Unlock()
-			s.txWrites = false
-		}
-		return s.writeErr(refusal)
+		return s.refuse(cl, refusal)
 	}
 	if admitted {
 		s.srv.writesInFlight.Add(1)
@@ -737,6 +738,24 @@ func (s *session) query(cmd []byte) error {
 	}
 	s.afterQuery(q, cl, res)
 	return nil
+}
+
+// refuse answers a statement that was not admitted. A refused COMMIT
+// rolls the transaction back: database/sql hands a connection back to its
+// pool after a failed COMMIT, and the transaction must not stay open there.
+func (s *session) refuse(cl Classification, refusal *gm.MyError) error {
+	if cl.Class == ClassCommit {
+		_, _, err := s.be.simpleQuery("ROLLBACK")
+		refusal = rolledBack(refusal, err)
+		if err != nil {
+			return fatal{refusal}
+		}
+		s.mu.Lock()
+		s.inTx = false
+		s.mu.Unlock()
+		s.txWrites = false
+	}
+	return s.writeErr(refusal)
 }
 
 // afterQuery follows the session state a successful query changed.
@@ -948,7 +967,7 @@ func (s *session) execute(cmd []byte) error {
 	putUint32(cmd[1:], st.backendID)
 	refusal, fence, admitted := s.admit(st.class)
 	if refusal != nil {
-		return s.writeErr(refusal)
+		return s.refuse(st.class, refusal)
 	}
 	if admitted {
 		s.srv.writesInFlight.Add(1)
