@@ -1,6 +1,8 @@
 package fanout
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +22,7 @@ func (e *PeerError) Error() string {
 }
 
 // Is makes errors.Is(err, ErrRejected) hold for codes a retry cannot fix
-// (protocol, group).
+// (protocol, group). A node refused as not (yet) a member retries.
 func (e *PeerError) Is(target error) bool {
 	return target == ErrRejected && (e.Code == ErrCodeProtocol || e.Code == ErrCodeGroup)
 }
@@ -126,4 +128,33 @@ func (fw *frameWriter) write(f Frame) error {
 // errorFrame builds an ERROR frame.
 func errorFrame(code uint64, format string, args ...any) Frame {
 	return Frame{Type: TypeError, Error: Error{Code: code, Message: fmt.Sprintf(format, args...)}}
+}
+
+// serverTLS runs the server side of the TLS handshake on conn when cfg is
+// set, within timeout, and returns the TLS connection. A failed handshake
+// (a plain-TCP peer, a certificate the CA did not sign, none when one is
+// required) closes conn and says why.
+func serverTLS(ctx context.Context, conn net.Conn, cfg *tls.Config, timeout time.Duration) (net.Conn, error) {
+	if cfg == nil {
+		return conn, nil
+	}
+	tc := tls.Server(conn, cfg)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		conn.Close()
+		return conn, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// dialer is the default FollowerConfig.Dial: TCP, then TLS when cfg is set
+// (tls.Dialer takes the server name from the address dialled).
+func dialer(cfg *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	nd := &net.Dialer{KeepAlive: 15 * time.Second}
+	if cfg == nil {
+		return nd.DialContext
+	}
+	td := &tls.Dialer{NetDialer: nd, Config: cfg}
+	return td.DialContext
 }

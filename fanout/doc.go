@@ -65,6 +65,19 @@
 // with HEARTBEATs while idle; the follower ACKs what it has applied, echoing
 // the latest heartbeat's timestamp so the leader can measure the round trip.
 //
+// # Who may connect
+//
+// With LeaderConfig.TLS (and SnapshotServer.TLS) every connection is TLS,
+// handshaken before the first frame; a tls.Config that requires client
+// certificates makes it mutual TLS, and a peer without a valid one is
+// refused and logged before it can send anything. FollowerConfig.TLS is
+// the dialling side. The first frame is then checked: another group is
+// refused with ErrCodeGroup for good, and LeaderConfig.Allow (the proxy
+// asks its member directory) refuses an unknown node id with
+// ErrCodeNotMember, which the follower retries, since a node that has
+// just started may not have published itself yet. fanout itself reads no
+// files and no directory.
+//
 // # Progress and the ISR
 //
 // A Tracker is the leader's view of its followers, fed with events (Appended,

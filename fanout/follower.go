@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -70,8 +71,13 @@ type FollowerConfig struct {
 	// Addr is the leader's REPLICAR_REPL_LISTEN address. On failover the
 	// proxy cancels Run and starts a Follower for the new leader.
 	Addr string
-	// Dial opens the connection; nil means a net.Dialer. TLS goes here.
+	// Dial opens the connection; nil means a net.Dialer, wrapped in TLS
+	// when TLS is set.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLS, when set (and Dial is not), makes the connection TLS. The
+	// leader's certificate is checked for the host of Addr unless
+	// TLS.ServerName says otherwise.
+	TLS *tls.Config
 	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
 	// (with jitter) from MinBackoff after each failed session. 0 means
 	// 100ms and 5s.
@@ -98,8 +104,7 @@ func (c FollowerConfig) withDefaults() FollowerConfig {
 		c.WriteTimeout = 10 * time.Second
 	}
 	if c.Dial == nil {
-		var d net.Dialer
-		c.Dial = d.DialContext
+		c.Dial = dialer(c.TLS)
 	}
 	return c
 }

@@ -209,6 +209,10 @@ const (
 	ErrCodeStaleEpoch uint64 = 4
 	// ErrCodeInternal: the sender failed; the peer should reconnect later.
 	ErrCodeInternal uint64 = 5
+	// ErrCodeNotMember: the node id is not a member of the group (not in
+	// its member directory). It may be one that has not published itself
+	// yet, so the follower retries with backoff.
+	ErrCodeNotMember uint64 = 6
 )
 
 // Error ends a session with a reason the peer can log.

@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -48,9 +49,16 @@ type LeaderConfig struct {
 	// Node is the leader's node id, sent in VERDICT and the tracker's
 	// leader.
 	Node string
-	// Allow, when set, says which follower node ids may connect; others
-	// are refused. An empty node id is always refused.
-	Allow func(node string) bool
+	// Allow, when set, says whether a follower's node id may connect
+	// (stream or ask for a snapshot): a non-nil error refuses it with
+	// ErrCodeNotMember and the error's text. It may block, for example to
+	// read a member directory; ctx ends with the session. An empty node
+	// id is always refused.
+	Allow func(ctx context.Context, node string) error
+	// TLS, when set, makes every connection TLS: the handshake runs
+	// within HandshakeTimeout before the first frame. Client certificates
+	// are required when it says so (ClientAuth).
+	TLS *tls.Config
 	// Tracker sets the ISR rules (MaxLag, in-flight window). Its Leader
 	// field is set from Node.
 	Tracker Config
@@ -243,6 +251,11 @@ func (l *Leader) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 
 	log := l.logger.With().Str("remote", conn.RemoteAddr().String()).Logger()
+	conn, err := serverTLS(ctx, conn, l.cfg.TLS, l.cfg.HandshakeTimeout)
+	if err != nil {
+		log.Warn().Err(err).Msg("replication peer refused")
+		return
+	}
 	w := &frameWriter{conn: conn, timeout: l.cfg.WriteTimeout}
 	r := newFrameReader(conn)
 
@@ -256,7 +269,7 @@ func (l *Leader) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	hello := first.Hello
-	if f, ok := l.check(hello); !ok {
+	if f, ok := l.check(ctx, hello); !ok {
 		log.Warn().Str("node", hello.Node).Str("group", hello.Group).Str("reason", f.Error.Message).Msg("follower refused")
 		_ = w.write(f)
 		return
@@ -319,7 +332,7 @@ func (l *Leader) readFirst(conn net.Conn, r *frameReader) (Frame, error) {
 // stands. The copy can take long; the follower waits for it.
 func (l *Leader) serveSnapshot(ctx context.Context, conn net.Conn, w *frameWriter, req Snapshot, log zerolog.Logger) {
 	hello := Hello{Protocol: req.Protocol, Group: req.Group, Node: req.Node}
-	if f, ok := l.check(hello); !ok {
+	if f, ok := l.check(ctx, hello); !ok {
 		log.Warn().Str("node", req.Node).Str("reason", f.Error.Message).Msg("snapshot request refused")
 		_ = w.write(f)
 		return
@@ -340,16 +353,19 @@ func (l *Leader) serveSnapshot(ctx context.Context, conn net.Conn, w *frameWrite
 }
 
 // check validates a HELLO, returning the ERROR frame to refuse it with.
-func (l *Leader) check(h Hello) (Frame, bool) {
+func (l *Leader) check(ctx context.Context, h Hello) (Frame, bool) {
 	switch {
 	case h.Protocol != ProtocolVersion:
 		return errorFrame(ErrCodeProtocol, "protocol %d, want %d", h.Protocol, ProtocolVersion), false
 	case h.Group != l.cfg.Group:
-		return errorFrame(ErrCodeGroup, "group %q, leader serves %q", h.Group, l.cfg.Group), false
+		return errorFrame(ErrCodeGroup, "group %q, %s serves %q", h.Group, l.cfg.Node, l.cfg.Group), false
 	case h.Node == "" || h.Node == l.cfg.Node:
 		return errorFrame(ErrCodeProtocol, "bad node id %q", h.Node), false
-	case l.cfg.Allow != nil && !l.cfg.Allow(h.Node):
-		return errorFrame(ErrCodeGroup, "node %q is not a member of %q", h.Node, l.cfg.Group), false
+	}
+	if l.cfg.Allow != nil {
+		if err := l.cfg.Allow(ctx, h.Node); err != nil {
+			return errorFrame(ErrCodeNotMember, "%v", err), false
+		}
 	}
 	return Frame{}, true
 }

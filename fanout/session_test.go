@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/replicar/replicar/ackpolicy"
 	"github.com/replicar/replicar/backlog"
+	"github.com/replicar/replicar/internal/tlsconf/tlstest"
 )
 
 // memSource is a Source over a backlog.Log, guarded by a mutex, with a
@@ -393,20 +395,84 @@ func TestSessionRefused(t *testing.T) {
 	defer leakCheck(t)()
 	src := newMemSource(backlog.Options{}, 1)
 	cfg := leaderConfig()
-	cfg.Allow = func(node string) bool { return node == "a" }
-	l := startLeader(t, "127.0.0.1:0", cfg, src)
-	for _, fc := range []FollowerConfig{
-		{Group: "other", Node: "a", Addr: l.addr},
-		{Node: "mallory", Addr: l.addr},
-	} {
-		f := startFollower(t, fc, &fakeApplier{})
-		err := <-f.done
-		var pe *PeerError
-		if !errors.Is(err, ErrRejected) || !errors.As(err, &pe) || pe.Code != ErrCodeGroup {
-			t.Errorf("%+v: Run = %v, want ErrRejected", fc, err)
+	var asked sync.Map
+	cfg.Allow = func(_ context.Context, node string) error {
+		asked.Store(node, true)
+		if node != "a" {
+			return fmt.Errorf("node %q is not a member", node)
 		}
-		f.done <- err
+		return nil
 	}
+	l := startLeader(t, "127.0.0.1:0", cfg, src)
+
+	// Another group: refused for good.
+	f := startFollower(t, FollowerConfig{Group: "other", Node: "a", Addr: l.addr}, &fakeApplier{})
+	err := <-f.done
+	var pe *PeerError
+	if !errors.Is(err, ErrRejected) || !errors.As(err, &pe) || pe.Code != ErrCodeGroup {
+		t.Errorf("other group: Run = %v, want ErrRejected", err)
+	}
+	f.done <- err
+
+	// Not a member: refused, but it may be one that has not published
+	// itself yet, so it keeps knocking.
+	m := startFollower(t, FollowerConfig{Node: "mallory", Addr: l.addr}, &fakeApplier{})
+	waitFor(t, "mallory refused three times", func() bool { return m.Status().Reconnects >= 3 })
+	if _, ok := asked.Load("mallory"); !ok {
+		t.Error("Allow was not asked about mallory")
+	}
+	if st := m.Status(); st.Sessions != 0 || st.Connected {
+		t.Errorf("mallory streamed: %+v", st)
+	}
+	if len(l.Status().Followers) != 0 {
+		t.Errorf("leader tracks %+v", l.Status().Followers)
+	}
+	_ = m.stop()
+
+	// The member streams.
+	a := startFollower(t, FollowerConfig{Node: "a", Addr: l.addr}, &fakeApplier{})
+	waitFor(t, "a streams", func() bool { return a.Status().Connected })
+	_ = a.stop()
+	_ = l.stop()
+}
+
+// TestSessionTLS streams over mutual TLS, and refuses a follower whose
+// certificate another CA signed, and one with none.
+func TestSessionTLS(t *testing.T) {
+	defer leakCheck(t)()
+	ca, other := tlstest.NewCA(t, "ca"), tlstest.NewCA(t, "other")
+	leaderCert := ca.Loopback(t, "leader").TLSCertificate(t)
+	srvTLS := &tls.Config{Certificates: []tls.Certificate{leaderCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	peer := func(c *tlstest.CA) *tls.Config {
+		return &tls.Config{Certificates: []tls.Certificate{c.Loopback(t, "f").TLSCertificate(t)}, RootCAs: ca.Pool()}
+	}
+
+	src := newMemSource(backlog.Options{}, 1)
+	src.append(t, 20)
+	cfg := leaderConfig()
+	cfg.TLS = srvTLS
+	l := startLeader(t, "127.0.0.1:0", cfg, src)
+
+	app := &fakeApplier{}
+	good := startFollower(t, FollowerConfig{Node: "good", Addr: l.addr, TLS: peer(ca)}, app)
+	waitFor(t, "good caught up over TLS", func() bool { return good.Status().Applied.Offset == src.Last().Offset })
+
+	for name, fc := range map[string]*tls.Config{"other CA": peer(other), "no certificate": {RootCAs: ca.Pool()}} {
+		f := startFollower(t, FollowerConfig{Node: "bad", Addr: l.addr, TLS: fc}, &fakeApplier{})
+		waitFor(t, name+" refused twice", func() bool { return f.Status().Reconnects >= 2 })
+		if st := f.Status(); st.Sessions != 0 {
+			t.Errorf("%s: streamed %+v", name, st)
+		}
+		_ = f.stop()
+	}
+	// A plain-TCP follower gets nowhere either.
+	plain := startFollower(t, FollowerConfig{Node: "plain", Addr: l.addr}, &fakeApplier{})
+	waitFor(t, "plain refused twice", func() bool { return plain.Status().Reconnects >= 2 })
+	_ = plain.stop()
+	if st := followerStatus(l.Leader, "good"); !st.Connected {
+		t.Errorf("good follower dropped meanwhile: %+v", st)
+	}
+	_ = good.stop()
 	_ = l.stop()
 }
 

@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"time"
 
@@ -20,8 +21,10 @@ type SnapshotServer struct {
 	Group string
 	// Node is this node's id.
 	Node string
-	// Allow, when set, says which node ids may ask.
-	Allow func(node string) bool
+	// Allow, when set, says whether a node id may ask (see LeaderConfig).
+	Allow func(ctx context.Context, node string) error
+	// TLS, when set, makes every connection TLS (see LeaderConfig).
+	TLS *tls.Config
 	// Snapshot copies this node's store into target and returns the
 	// position the copy stands at; nil refuses every request.
 	Snapshot func(ctx context.Context, node, target string) (backlog.Position, error)
@@ -36,6 +39,11 @@ func (s SnapshotServer) ServeConn(ctx context.Context, conn net.Conn, logger zer
 	defer stop()
 	l := &Leader{cfg: LeaderConfig{Group: s.Group, Node: s.Node, Allow: s.Allow, Snapshot: s.Snapshot,
 		HandshakeTimeout: s.HandshakeTimeout}.withDefaults(), logger: logger}
+	conn, err := serverTLS(ctx, conn, s.TLS, l.cfg.HandshakeTimeout)
+	if err != nil {
+		logger.Warn().Err(err).Str("remote", conn.RemoteAddr().String()).Msg("replication peer refused")
+		return
+	}
 	w := &frameWriter{conn: conn, timeout: l.cfg.WriteTimeout}
 	first, err := l.readFirst(conn, newFrameReader(conn))
 	if err != nil {
