@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -80,9 +81,19 @@ type Config struct {
 	Backend string
 	// BackendUser and BackendPassword authenticate to the backend.
 	BackendUser, BackendPassword string
+	// BackendTLS, when set, makes backend connections TLS
+	// (REPLICAR_BACKEND_TLS).
+	BackendTLS *tls.Config
+	// ForwardTLS, when set, makes connections to the leader's client port
+	// TLS (the group's nodes serve clients over TLS).
+	ForwardTLS *tls.Config
 	// User and Password are the proxy's own credentials that clients AUTH
 	// with. An empty Password means no AUTH is required.
 	User, Password string
+	// Users are more accounts clients may AUTH as, user → password
+	// (REPLICAR_USERS_FILE, read with LoadUsersFile). They do not make
+	// AUTH required: only Password does, as Redis's default user does.
+	Users map[string]string
 	// MaxClients caps client connections; 0 means no cap.
 	MaxClients int
 	// ReadConns is the size of the read connection pool (default 2: on a

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -55,6 +56,8 @@ type ApplierOptions struct {
 	Password string
 	// DialTimeout bounds connecting and the handshake. Default 5s.
 	DialTimeout time.Duration
+	// TLS, when set, makes the connection TLS (REPLICAR_BACKEND_TLS).
+	TLS *tls.Config
 	// MaxTxEntries and MaxTxBytes bound how many entries, and how many
 	// payload bytes, go into one MULTI … EXEC. A bigger transaction costs
 	// fewer round trips of bookkeeping but blocks the store longer.
@@ -546,8 +549,7 @@ func (a *Applier) connect(ctx context.Context) error {
 	if a.conn != nil {
 		return nil
 	}
-	d := net.Dialer{Timeout: a.opts.DialTimeout, KeepAlive: 15 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", a.addr)
+	conn, err := dialTCP(ctx, a.addr, a.opts.DialTimeout, a.opts.TLS)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", a.addr, err)
 	}

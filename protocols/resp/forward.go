@@ -267,8 +267,7 @@ func (l *lane) connectLeader(ctx context.Context, since time.Time) (net.Conn, *b
 // dialLeader connects to a leader node's client port with this node's own
 // client credentials: the group's nodes share them.
 func (s *Server) dialLeader(ctx context.Context, addr string) (net.Conn, *bufio.Reader, *bufio.Writer, error) {
-	d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: 15 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dialTCP(ctx, addr, s.cfg.DialTimeout, s.cfg.ForwardTLS)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("dial leader %s: %w", addr, err)
 	}

@@ -256,8 +256,7 @@ func (s *Server) dialBackend(ctx context.Context, name string, ordered bool) (ne
 			return nil, nil, nil, err
 		}
 	} else {
-		d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: 15 * time.Second}
-		if conn, err = d.DialContext(ctx, "tcp", s.cfg.Backend); err != nil {
+		if conn, err = dialTCP(ctx, s.cfg.Backend, s.cfg.DialTimeout, s.cfg.BackendTLS); err != nil {
 			return nil, nil, nil, fmt.Errorf("dial %s: %w", s.cfg.Backend, err)
 		}
 		br = bufio.NewReaderSize(conn, 64<<10)

@@ -560,7 +560,7 @@ func (s *session) connection(info *CommandInfo, args [][]byte) bool {
 // auth checks the proxy's own credentials (REPLICAR_USER/PASSWORD), which
 // are separate from the backend's.
 func (s *session) auth(args [][]byte) {
-	if s.srv.cfg.Password == "" {
+	if !s.srv.hasAccounts() {
 		s.localError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		return
 	}
@@ -581,7 +581,7 @@ func (s *session) checkPassword(args [][]byte) bool {
 	default:
 		return false
 	}
-	ok := user == s.srv.cfg.User && constantTimeEqual(pass, s.srv.cfg.Password)
+	ok := s.srv.checkCredentials(user, pass)
 	if ok {
 		s.authed = true
 		s.cr.lim = s.srv.cfg.Limits
@@ -620,7 +620,7 @@ func (s *session) hello(args [][]byte) {
 					s.localError("ERR Syntax error in HELLO option 'auth'")
 					return
 				}
-				if s.srv.cfg.Password == "" || !s.checkPassword(args[i+1:i+3]) {
+				if !s.srv.hasAccounts() || !s.checkPassword(args[i+1:i+3]) {
 					s.localError("WRONGPASS invalid username-password pair or user is disabled.")
 					return
 				}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,9 @@ type SnapshotOptions struct {
 	TargetPassword string
 	// DialTimeout bounds connecting and the handshake. Default 5s.
 	DialTimeout time.Duration
+	// TLS, when set, makes both connections TLS (REPLICAR_BACKEND_TLS,
+	// which the nodes of a group share).
+	TLS *tls.Config
 	// BatchSize is the SCAN COUNT hint and so roughly how many keys go in
 	// one pipeline of DUMPs and one of RESTOREs. Bigger batches cost fewer
 	// round trips but hold more payload in memory. Default 1000.
@@ -150,11 +154,11 @@ func CopySnapshot(ctx context.Context, src, dst string, opts SnapshotOptions) (S
 	s.cancel = cancel
 
 	var err error
-	if s.src, err = dialSnap(cctx, "source", src, opts.SourceUser, opts.SourcePassword, opts.DialTimeout); err != nil {
+	if s.src, err = dialSnap(cctx, "source", src, opts.SourceUser, opts.SourcePassword, opts.DialTimeout, opts.TLS); err != nil {
 		return s.stats, s.result(ctx, err)
 	}
 	defer s.src.conn.Close()
-	if s.dst, err = dialSnap(cctx, "target", dst, opts.TargetUser, opts.TargetPassword, opts.DialTimeout); err != nil {
+	if s.dst, err = dialSnap(cctx, "target", dst, opts.TargetUser, opts.TargetPassword, opts.DialTimeout, opts.TLS); err != nil {
 		return s.stats, s.result(ctx, err)
 	}
 	defer s.dst.conn.Close()
@@ -579,9 +583,8 @@ type snapConn struct {
 	rbuf []byte
 }
 
-func dialSnap(ctx context.Context, side, addr, user, password string, timeout time.Duration) (*snapConn, error) {
-	d := net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+func dialSnap(ctx context.Context, side, addr, user, password string, timeout time.Duration, tlsCfg *tls.Config) (*snapConn, error) {
+	conn, err := dialTCP(ctx, addr, timeout, tlsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: dial %s: %w", side, addr, err)
 	}

@@ -1,0 +1,71 @@
+package resp
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseUsers(t *testing.T) {
+	users, err := ParseUsers(strings.NewReader("# accounts\n\nalice:s3cret\r\nbob: with:colons and spaces \n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 2 || users["alice"] != "s3cret" || users["bob"] != " with:colons and spaces " {
+		t.Fatalf("users = %q", users)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"alice\n", "line 1: want user:password"},
+		{"ok:1\n:pw\n", "line 2: empty user name"},
+		{"a b:pw\n", `line 1: user "a b": a RESP user name has no spaces`},
+		{"a:1\na:2\n", `line 2: user "a" listed twice`},
+	} {
+		_, err := ParseUsers(strings.NewReader(tc.in))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q: err = %v, want %q", tc.in, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("%q: the error shows a password: %v", tc.in, err)
+		}
+	}
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("# nobody\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadUsersFile(empty); err == nil || !strings.Contains(err.Error(), "no user:password line") {
+		t.Errorf("empty file: %v", err)
+	}
+	if _, err := LoadUsersFile(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing file loaded")
+	}
+}
+
+func TestCheckCredentials(t *testing.T) {
+	s := &Server{cfg: Config{User: "default", Password: "pw", Users: map[string]string{"alice": "a1", "default": "other"}}}
+	for _, tc := range []struct {
+		user, pass string
+		ok         bool
+	}{
+		{"default", "pw", true},
+		{"default", "other", false}, // USER's PASSWORD wins over a file line for the same name
+		{"default", "", false},
+		{"alice", "a1", true},
+		{"alice", "pw", false},
+		{"bob", "pw", false},
+	} {
+		if got := s.checkCredentials(tc.user, tc.pass); got != tc.ok {
+			t.Errorf("%s/%s: %v, want %v", tc.user, tc.pass, got, tc.ok)
+		}
+	}
+	// Without PASSWORD, the default user has no password to match, and
+	// AUTH is not required; file users can still log in.
+	s = &Server{cfg: Config{User: "default", Users: map[string]string{"alice": "a1"}}}
+	if s.checkCredentials("default", "") || !s.checkCredentials("alice", "a1") || !s.hasAccounts() {
+		t.Error("users file without PASSWORD")
+	}
+	if (&Server{cfg: Config{User: "default"}}).hasAccounts() {
+		t.Error("no accounts at all, yet hasAccounts")
+	}
+}
