@@ -48,9 +48,9 @@ func TestParseQueryStatus(t *testing.T) {
 
 func TestMentionsInternal(t *testing.T) {
 	for q, want := range map[string]bool{
-		"CREATE TABLE __replicar.pos (a INT)":        true,
-		"DROP DATABASE `__replicar`":                 true,
-		"create database if not exists __replicar":   true,
+		"CREATE TABLE __replicar.pos (a INT)":         true,
+		"DROP DATABASE `__replicar`":                  true,
+		"create database if not exists __replicar":    true,
 		"INSERT INTO x.__replicar_log VALUES (1)":     false,
 		"CREATE TABLE my__replicar (a INT)":           false,
 		"CREATE TABLE t (a INT) COMMENT '__replicar'": true, // a literal: the documented false positive
