@@ -165,7 +165,8 @@ type Config struct {
 	Group           string   `env:"GROUP" default:"default" desc:"Replication group: nodes with the same GROUP on the same NATS replicate together. Letters, digits, '_', '-'."`
 	ReplListen      string   `env:"REPL_LISTEN" default:"127.0.0.1:7380" desc:"Replication address, host:port, where followers stream the backlog from the leader."`
 	Advertise       string   `env:"ADVERTISE" defaultdoc:"host of REPL_LISTEN, or the hostname when that is a wildcard" desc:"Host (no port) that peers and routers dial to reach this node's REPL_LISTEN and LISTEN ports."`
-	NATSURL         string   `env:"NATS_URL" secret:"userinfo" desc:"NATS servers for the election and metadata, nats://host:port[,...] (tls:// for TLS). Empty runs an embedded NATS server on NATS_LISTEN."`
+	NATSURL         string   `env:"NATS_URL" secret:"userinfo" desc:"NATS servers for the election and metadata, nats://host:port[,...]; tls:// requires TLS, checked against TLS_CA when set (else the system roots), with TLS_CERT offered as the client certificate. A user:password@ or token@ in the URL logs in. Empty runs an embedded NATS server on NATS_LISTEN."`
+	NATSCreds       string   `env:"NATS_CREDS" desc:"NATS credentials file (a user JWT and its NKey seed, as nsc and Synadia Cloud issue them) for NATS_URL."`
 	NATSListen      string   `env:"NATS_LISTEN" default:"127.0.0.1:4222" desc:"Address of the embedded NATS server, host:port. Used only when NATS_URL is empty."`
 
 	AckPolicy      AckPolicy      `env:"ACK_POLICY" default:"quorum" desc:"When a write is acknowledged: none (primary replied), leader (in the leader's backlog), one (primary plus ACKS followers), quorum (a majority of the group) or all (every ISR member)."`
@@ -194,10 +195,10 @@ type Config struct {
 	UsersFile  string `env:"USERS_FILE" desc:"File of user:password lines; those users may log in too."`
 	MaxClients int    `env:"MAX_CLIENTS" default:"10000" desc:"Most client connections at once (10000 is Redis's maxclients default), 0 for no limit; past it a client gets 'Too many connections' (MySQL 1040) or 'ERR max number of clients reached'."`
 
-	TLSCert     string      `env:"TLS_CERT" desc:"PEM certificate file. With TLS_KEY it turns on TLS on the client and replication ports."`
+	TLSCert     string      `env:"TLS_CERT" desc:"PEM certificate file (a chain may follow it). With TLS_KEY it turns on TLS on the client port (rediss-style on Redis) and the replication port, and for this node's connections to other nodes. It needs serverAuth (and clientAuth with TLS_CA) and a SAN for each address peers dial: the ADVERTISE host (an IP needs an IP SAN)."`
 	TLSKey      string      `env:"TLS_KEY" desc:"PEM private key file of TLS_CERT."`
-	TLSCA       string      `env:"TLS_CA" desc:"PEM CA file. The replication port then requires peer certificates signed by it. Needs TLS_CERT."`
-	BackendTLS  BackendTLS  `env:"BACKEND_TLS" default:"off" desc:"TLS to the backend: off, on (encrypt, certificate not checked) or verify (certificate and host name checked)."`
+	TLSCA       string      `env:"TLS_CA" desc:"PEM CA file. The replication port then requires peer certificates signed by it (mutual TLS between nodes), and other nodes, the backend (BACKEND_TLS=verify) and tls:// NATS servers are checked against it instead of the system roots. Needs TLS_CERT."`
+	BackendTLS  BackendTLS  `env:"BACKEND_TLS" default:"off" desc:"TLS to the backend: off, on (encrypt, certificate not checked) or verify (certificate checked against TLS_CA or the system roots, for the BACKEND host). TLS_CERT, when set, is offered as the client certificate."`
 	MySQLFormat MySQLFormat `env:"MYSQL_FORMAT" default:"row" desc:"How MySQL writes are captured: row (binlog row events; needs binlog_format=ROW and GTIDs) or statement (statements made deterministic). MySQL only."`
 }
 
@@ -318,8 +319,8 @@ func validName(s string, dot bool) bool {
 
 // Validate checks every field and returns nil or one *VarError per bad
 // variable, joined with errors.Join, so that its message has one line per
-// variable. It also checks that the files named by USERS_FILE, TLS_CERT,
-// TLS_KEY and TLS_CA exist and that DATA_DIR, if it exists, is a directory:
+// variable. It also checks that the files named by NATS_CREDS, USERS_FILE,
+// TLS_CERT, TLS_KEY and TLS_CA exist and that DATA_DIR, if it exists, is a directory:
 // a typo in a path is better caught at start than at the first TLS
 // handshake. The files are read later, when the node starts.
 func (c Config) Validate() error {
@@ -352,6 +353,11 @@ func (c Config) Validate() error {
 	}
 	if c.NATSURL == "" || c.NATSListen != "" {
 		v.listenAddr("NATS_LISTEN", c.NATSListen)
+	}
+	if c.NATSCreds != "" && c.NATSURL == "" {
+		v.bad("NATS_CREDS", c.NATSCreds, "want it only with REPLICAR_NATS_URL (the embedded NATS server takes no credentials)")
+	} else {
+		v.file("NATS_CREDS", c.NATSCreds)
 	}
 
 	v.enum("ACK_POLICY", c.AckPolicy)

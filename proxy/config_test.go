@@ -25,10 +25,11 @@ func validConfig(t *testing.T) Config {
 func fakeHost(h string) func() (string, error) { return func() (string, error) { return h, nil } }
 
 // contract is the variable list of DESIGN.md, "The user-facing contract",
-// in its order.
+// in its order, with NATS_CREDS (the standard NATS credentials file) after
+// NATS_URL.
 var contract = []string{
 	"PROTOCOL", "LISTEN", "BACKEND", "BACKEND_USER", "BACKEND_PASSWORD", "NODE_ID", "GROUP",
-	"REPL_LISTEN", "ADVERTISE", "NATS_URL", "NATS_LISTEN", "ACK_POLICY", "ACKS", "MIN_INSYNC",
+	"REPL_LISTEN", "ADVERTISE", "NATS_URL", "NATS_CREDS", "NATS_LISTEN", "ACK_POLICY", "ACKS", "MIN_INSYNC",
 	"ACK_TIMEOUT", "ACK_TIMEOUT_MODE", "MAX_LAG", "READ_POLICY", "MAX_READ_LAG", "LEASE_TTL",
 	"FAILOVER_WAIT", "UNCLEAN_ELECTION", "BACKLOG_BYTES", "DATA_DIR", "FSYNC", "HTTP_LISTEN",
 	"LOG_LEVEL", "LOG_FORMAT", "USER", "PASSWORD", "USERS_FILE", "MAX_CLIENTS", "TLS_CERT",
@@ -332,6 +333,12 @@ func TestValidate(t *testing.T) {
 			`REPLICAR_TLS_CA="` + file + `": want it only with REPLICAR_TLS_CERT and REPLICAR_TLS_KEY`},
 		{"tls cert missing", func(c *Config) { c.TLSCert, c.TLSKey = missing, file },
 			`REPLICAR_TLS_CERT="` + missing + `": want an existing file: no such file or directory`},
+		// NATS credentials file
+		{"nats creds ok", func(c *Config) { c.NATSURL, c.NATSCreds = "tls://127.0.0.1:4222", file }, ""},
+		{"nats creds missing", func(c *Config) { c.NATSURL, c.NATSCreds = "nats://127.0.0.1:4222", missing },
+			`REPLICAR_NATS_CREDS="` + missing + `": want an existing file: no such file or directory`},
+		{"nats creds with embedded nats", func(c *Config) { c.NATSURL, c.NATSCreds = "", file },
+			`REPLICAR_NATS_CREDS="` + file + `": want it only with REPLICAR_NATS_URL (the embedded NATS server takes no credentials)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

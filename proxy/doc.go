@@ -17,6 +17,10 @@
 //   - RedisNode and Run: the RESP node cmd/replicar starts (a leader; the
 //     election will decide roles), with /status, /healthz, /readyz and
 //     /metrics on HTTP_LISTEN.
+//   - Security / LoadSecurity: the TLS configurations (internal/tlsconf)
+//     and USERS_FILE accounts a node loads at start, and the replication
+//     port's membership check (Group.allowPeer, against the member
+//     directory).
 //
 // # Configuration
 //

@@ -29,6 +29,7 @@ import (
 // lease changes hands. The client port stays open throughout.
 type Group struct {
 	cfg    Config
+	sec    *Security
 	log    zerolog.Logger
 	rl     *ReplLog
 	node   *RedisNode
@@ -77,16 +78,17 @@ const (
 	StateHandover   = "handover"
 )
 
-// NewGroup prepares a node of the group; Run starts it.
-func NewGroup(cfg Config, rl *ReplLog, srv *resp.Server, node *RedisNode, el election.Elector, policy ackpolicy.Policy, logger zerolog.Logger) *Group {
+// NewGroup prepares a node of the group; Run starts it. sec is its TLS
+// and accounts (nil for plain TCP).
+func NewGroup(cfg Config, sec *Security, rl *ReplLog, srv *resp.Server, node *RedisNode, el election.Elector, policy ackpolicy.Policy, logger zerolog.Logger) *Group {
 	g := &Group{
-		cfg: cfg, log: logger, rl: rl, node: node, srv: srv, el: el, policy: policy,
+		cfg: cfg, sec: sec, log: logger, rl: rl, node: node, srv: srv, el: el, policy: policy,
 		addrs: election.Addrs{
 			Client: advertised(cfg, cfg.Listen),
 			Repl:   advertised(cfg, cfg.ReplListen),
 			HTTP:   advertised(cfg, cfg.HTTPListen),
 		},
-		app:     resp.NewApplier(cfg.Backend, resp.ApplierOptions{User: cfg.BackendUser, Password: cfg.BackendPassword}),
+		app:     resp.NewApplier(cfg.Backend, sec.applierOptions(cfg)),
 		tee:     &teeApplier{rl: rl},
 		conns:   make(chan net.Conn),
 		role:    RoleCandidate,
@@ -229,6 +231,7 @@ func (g *Group) acceptRepl(ctx context.Context, ln net.Listener) {
 // the store exactly as of that position.
 func (g *Group) snapshotServer() fanout.SnapshotServer {
 	return fanout.SnapshotServer{Group: g.cfg.Group, Node: g.cfg.NodeID,
+		TLS: g.sec.replServerTLS(), Allow: g.allowPeer,
 		Snapshot: func(ctx context.Context, node, target string) (backlog.Position, error) {
 			g.tee.mu.Lock()
 			defer g.tee.mu.Unlock()
@@ -239,15 +242,13 @@ func (g *Group) snapshotServer() fanout.SnapshotServer {
 			if err != nil {
 				return backlog.Position{}, err
 			}
-			_, err = resp.CopySnapshot(ctx, g.cfg.Backend, target, resp.SnapshotOptions{
-				SourceUser: g.cfg.BackendUser, SourcePassword: g.cfg.BackendPassword,
-				TargetUser: g.cfg.BackendUser, TargetPassword: g.cfg.BackendPassword,
-				Position: &pos,
-				Progress: func(st resp.SnapshotStats) {
-					g.log.Info().Str("target", target).Str("for", node).Int64("keys", st.Keys).Int64("bytes", st.Bytes).
-						Float64("keys_per_sec", st.KeysPerSec).Dur("eta", st.ETA).Bool("done", st.Done).Msg("full resync copy (from this follower)")
-				},
-			})
+			opts := g.sec.snapshotOptions(g.cfg)
+			opts.Position = &pos
+			opts.Progress = func(st resp.SnapshotStats) {
+				g.log.Info().Str("target", target).Str("for", node).Int64("keys", st.Keys).Int64("bytes", st.Bytes).
+					Float64("keys_per_sec", st.KeysPerSec).Dur("eta", st.ETA).Bool("done", st.Done).Msg("full resync copy (from this follower)")
+			}
+			_, err = resp.CopySnapshot(ctx, g.cfg.Backend, target, opts)
 			return pos, err
 		}}
 }
@@ -461,6 +462,7 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 		Group: g.cfg.Group, Node: g.cfg.NodeID, GroupSize: g.size(), MaxLag: g.cfg.MaxLag,
 		Heartbeat:  heartbeatEvery(g.cfg),
 		InitialISR: dedupe(initial), PublishISR: publish,
+		TLS: g.sec.replServerTLS(), Allow: g.allowPeer,
 		Snapshot: func(sctx context.Context, node, target string) (backlog.Position, error) {
 			return g.node.SnapshotInto(sctx, g.srv, target, g.log)
 		},
@@ -771,7 +773,7 @@ func (g *Group) localReadsOK() bool {
 // runFollower follows leader until ctx ends or following fails.
 func (g *Group) runFollower(ctx context.Context, leader election.LeaderInfo) error {
 	fcfg := fanout.FollowerConfig{Group: g.cfg.Group, Node: g.cfg.NodeID, Addr: leader.Addrs.Repl,
-		ReadTimeout: max(3*g.cfg.LeaseTTL, 3*time.Second)}
+		ReadTimeout: max(3*g.cfg.LeaseTTL, 3*time.Second), TLS: g.sec.peerTLS()}
 	f := fanout.NewFollower(fcfg, g.tee, g.log)
 	g.mu.Lock()
 	g.follower = f

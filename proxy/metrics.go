@@ -269,7 +269,7 @@ func (b *backendWatch) observe(up bool) {
 
 // serveNodeHTTP runs a node's HTTP endpoints until ctx ends.
 func serveNodeHTTP(ctx context.Context, cfg Config, rl *ReplLog, node *RedisNode, srv *resp.Server, group *Group, el election.Elector, logger zerolog.Logger) error {
-	ping := resp.NewApplier(cfg.Backend, resp.ApplierOptions{User: cfg.BackendUser, Password: cfg.BackendPassword})
+	ping := resp.NewApplier(cfg.Backend, group.sec.applierOptions(cfg))
 	defer ping.Close()
 	watch := &backendWatch{up: srv.BackendUp, probe: func(ctx context.Context) error {
 		_, err := ping.Do(ctx, []byte("PING"))

@@ -30,6 +30,12 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	case cfg.Backend == "":
 		return RunRouter(ctx, cfg, logger)
 	}
+	// The TLS files and the users file are read first: a bad one stops
+	// the node before it takes part in anything.
+	sec, err := LoadSecurity(cfg)
+	if err != nil {
+		return err
+	}
 	policy, err := ackpolicy.Parse(string(cfg.AckPolicy), cfg.Acks, cfg.MinInsync)
 	if err != nil {
 		return err
@@ -83,7 +89,8 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		logger.Info().Str("url", natsURL).Msg("embedded nats server running")
 	}
 	el, err := election.NewNATS(ctx, election.Options{URL: natsURL, Group: cfg.Group, TTL: cfg.LeaseTTL,
-		Replicas: natsReplicas(natsURL), Name: "replicar-" + cfg.NodeID, Logger: logger})
+		Replicas: natsReplicas(natsURL), Name: "replicar-" + cfg.NodeID, Logger: logger,
+		NATSOptions: sec.natsOptions(cfg)})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -93,7 +100,8 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	defer el.Close()
 
 	node := NewRedisNode(rl, cfg, nil)
-	srv := resp.NewServer(resp.Config{
+	node.sec = sec
+	rc := resp.Config{
 		Listen:            cfg.Listen,
 		Backend:           cfg.Backend,
 		BackendUser:       cfg.BackendUser,
@@ -104,13 +112,23 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 		AckTimeoutDegrade: cfg.AckTimeoutMode == AckTimeoutDegrade,
 		FailoverWait:      max(cfg.FailoverWait, time.Nanosecond),
 		Logger:            logger,
-	}, node)
+	}
+	sec.respTLS(&rc)
+	srv := resp.NewServer(rc, node)
 	srv.SetRoute(resp.Route{Mode: resp.RouteNone})
-	group := NewGroup(cfg, rl, srv, node, el, policy, logger)
+	group := NewGroup(cfg, sec, rl, srv, node, el, policy, logger)
+	clientLn, err := sec.listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	// The replication port's TLS, when on, is handshaken by fanout per
+	// connection, so that a refused peer is logged with the reason.
 	replLn, err := net.Listen("tcp", cfg.ReplListen)
 	if err != nil {
+		clientLn.Close()
 		return fmt.Errorf("replication listen %s: %w", cfg.ReplListen, err)
 	}
+	sec.logSummary(cfg, logger)
 
 	// The group runs on ctx; the client port and HTTP outlive it, so that
 	// a leader can drain its writes and hand over before they close. The
@@ -134,7 +152,7 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 			}
 		})
 	}
-	run("resp", func() error { return srv.Run(serveCtx) })
+	run("resp", func() error { return srv.Serve(serveCtx, clientLn) })
 	run("group", func() error {
 		defer stopServing()
 		return group.Run(ctx, replLn)
@@ -163,6 +181,8 @@ func natsReplicas(url string) int {
 type RedisNode struct {
 	*ReplLog
 	cfg Config
+	// sec is the node's TLS and accounts (nil: plain).
+	sec *Security
 	// Repl is the leader's replication, when it serves followers.
 	Repl *LeaderReplication
 	// group, when the node runs in an elected group, reports its role.
@@ -179,14 +199,11 @@ func (n *RedisNode) SnapshotInto(ctx context.Context, srv *resp.Server, target s
 	var pos backlog.Position
 	err := srv.Exclusive(ctx, func() error {
 		pos = n.Last()
-		opts := resp.SnapshotOptions{
-			SourceUser: n.cfg.BackendUser, SourcePassword: n.cfg.BackendPassword,
-			TargetUser: n.cfg.BackendUser, TargetPassword: n.cfg.BackendPassword,
-			Position: &pos,
-			Progress: func(st resp.SnapshotStats) {
-				logger.Info().Str("target", target).Int64("keys", st.Keys).Int64("bytes", st.Bytes).
-					Float64("keys_per_sec", st.KeysPerSec).Dur("eta", st.ETA).Bool("done", st.Done).Msg("full resync copy")
-			},
+		opts := n.sec.snapshotOptions(n.cfg)
+		opts.Position = &pos
+		opts.Progress = func(st resp.SnapshotStats) {
+			logger.Info().Str("target", target).Int64("keys", st.Keys).Int64("bytes", st.Bytes).
+				Float64("keys_per_sec", st.KeysPerSec).Dur("eta", st.ETA).Bool("done", st.Done).Msg("full resync copy")
 		}
 		_, err := resp.CopySnapshot(ctx, n.backend(), target, opts)
 		return err

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +37,12 @@ type ReplicationConfig struct {
 	PublishISR func(ctx context.Context, members []string) error
 	// Snapshot serves followers' full resync requests (fanout.LeaderConfig).
 	Snapshot func(ctx context.Context, node, target string) (backlog.Position, error)
+	// TLS, when set, makes the replication port TLS; a config requiring
+	// client certificates makes it mutual TLS (fanout.LeaderConfig).
+	TLS *tls.Config
+	// Allow, when set, refuses a follower whose node id it returns an
+	// error for (fanout.LeaderConfig).
+	Allow func(ctx context.Context, node string) error
 }
 
 // ServeFollowers streams rl's backlog to the followers that connect on ln
@@ -71,6 +78,8 @@ func NewLeaderReplication(rl *ReplLog, cfg ReplicationConfig, logger zerolog.Log
 		Heartbeat: cfg.Heartbeat,
 		OnAck:     lr.update,
 		Snapshot:  cfg.Snapshot,
+		TLS:       cfg.TLS,
+		Allow:     cfg.Allow,
 	}, rl, logger)
 	if len(cfg.InitialISR) > 0 {
 		now := time.Now()
@@ -134,6 +143,10 @@ type FollowerConfig struct {
 	// Backend is this node's own Redis, which the follower applies to.
 	Backend                      string
 	BackendUser, BackendPassword string
+	// BackendTLS, when set, makes the applier's connection TLS.
+	BackendTLS *tls.Config
+	// TLS, when set, makes the connection to the leader TLS.
+	TLS *tls.Config
 	// Resync rebuilds the follower's store when the leader cannot stream
 	// to it (out of retention, diverged, wiped store) and returns the
 	// position the copy stands at. nil means a full resync is an error.
@@ -150,9 +163,9 @@ var ErrFullResyncNotWired = errors.New("full resync needed but not wired yet")
 // reconnecting after failures, until ctx ends. It returns the status it
 // keeps via the Follower handle passed to onStart.
 func RunFollower(ctx context.Context, cfg FollowerConfig, logger zerolog.Logger, onStart func(*fanout.Follower)) error {
-	app := resp.NewApplier(cfg.Backend, resp.ApplierOptions{User: cfg.BackendUser, Password: cfg.BackendPassword})
+	app := resp.NewApplier(cfg.Backend, resp.ApplierOptions{User: cfg.BackendUser, Password: cfg.BackendPassword, TLS: cfg.BackendTLS})
 	defer app.Close()
-	f := fanout.NewFollower(fanout.FollowerConfig{Group: cfg.Group, Node: cfg.Node, Addr: cfg.LeaderAddr}, app, logger)
+	f := fanout.NewFollower(fanout.FollowerConfig{Group: cfg.Group, Node: cfg.Node, Addr: cfg.LeaderAddr, TLS: cfg.TLS}, app, logger)
 	if onStart != nil {
 		onStart(f)
 	}

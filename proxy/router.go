@@ -22,8 +22,13 @@ func RunRouter(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	if cfg.NATSURL == "" {
 		return errors.New("a router (no REPLICAR_BACKEND) needs REPLICAR_NATS_URL: it runs no embedded NATS server")
 	}
+	sec, err := LoadSecurity(cfg)
+	if err != nil {
+		return err
+	}
 	el, err := election.NewNATS(ctx, election.Options{URL: cfg.NATSURL, Group: cfg.Group, TTL: cfg.LeaseTTL,
-		Replicas: natsReplicas(cfg.NATSURL), Name: "replicar-router-" + cfg.NodeID, Logger: logger})
+		Replicas: natsReplicas(cfg.NATSURL), Name: "replicar-router-" + cfg.NodeID, Logger: logger,
+		NATSOptions: sec.natsOptions(cfg)})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -32,13 +37,24 @@ func RunRouter(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	}
 	defer el.Close()
 	r := &router{cfg: cfg}
-	srv := resp.NewServer(resp.Config{
+	rc := resp.Config{
 		Listen: cfg.Listen, User: cfg.User, Password: cfg.Password, MaxClients: cfg.MaxClients,
 		FailoverWait: max(cfg.FailoverWait, time.Nanosecond), Logger: logger,
-	}, r)
+	}
+	// A router has no store: its "backend" is the leader, which it
+	// reaches with the peer TLS, as a follower forwards.
+	sec.respTLS(&rc)
+	rc.BackendTLS = nil
+	srv := resp.NewServer(rc, r)
 	srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	clientLn, err := sec.listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	sec.logSummary(cfg, logger)
 	watch, err := el.WatchLeader(ctx)
 	if err != nil {
+		clientLn.Close()
 		return fmt.Errorf("watch leader: %w", err)
 	}
 
@@ -52,7 +68,7 @@ func RunRouter(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 			}
 		})
 	}
-	run("resp", func() error { return srv.Run(ctx) })
+	run("resp", func() error { return srv.Serve(ctx, clientLn) })
 	run("http", func() error { return serveRouterHTTP(ctx, cfg, r, srv, el, logger) })
 	wg.Go(func() { publishRouter(ctx, cfg, el, logger) })
 	wg.Go(func() {
