@@ -314,7 +314,7 @@ func (a *Applier) applyTx(ctx context.Context, items []item) error {
 // count, and commits it; the store is then at to.
 func (a *Applier) runTx(ctx context.Context, w *txWriter, to backlog.Position) error {
 	if w.dirty {
-		w.stmt([]byte(baselineSQL), noCheck)
+		w.stmt([]byte(baselineTxSQL), noCheck)
 		w.dirty = false
 	}
 	w.flush()

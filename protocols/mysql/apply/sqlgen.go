@@ -66,8 +66,14 @@ type txWriter struct {
 // (every string literal carries its own character set), TIMESTAMPs in
 // UTC as the capture renders them, explicit zeros kept in AUTO_INCREMENT
 // columns, and checks on.
-const baselineSQL = "SET SESSION sql_log_bin=0, gtid_domain_id=@@GLOBAL.gtid_domain_id, " +
-	"sql_mode='NO_AUTO_VALUE_ON_ZERO', time_zone='+00:00', " +
+const baselineSQL = "SET SESSION sql_log_bin=0, gtid_domain_id=@@GLOBAL.gtid_domain_id, " + baselineVars
+
+// baselineTxSQL is baselineSQL without what cannot change inside a
+// transaction (and that no entry changes): it restores the session after
+// a statement's settings, within the batch's transaction.
+const baselineTxSQL = "SET SESSION " + baselineVars
+
+const baselineVars = "sql_mode='NO_AUTO_VALUE_ON_ZERO', time_zone='+00:00', " +
 	"character_set_client=binary, character_set_connection=binary, character_set_results=binary, " +
 	"collation_server=@@GLOBAL.collation_server, foreign_key_checks=1, unique_checks=1, " +
 	"timestamp=DEFAULT, insert_id=0, auto_increment_increment=1, auto_increment_offset=1"
@@ -118,7 +124,7 @@ func (w *txWriter) changes(t *rowlog.Txn, first int) error {
 			continue
 		}
 		if w.dirty {
-			w.stmt([]byte(baselineSQL), noCheck)
+			w.stmt([]byte(baselineTxSQL), noCheck)
 			w.dirty = false
 		}
 		if err := w.rows(t, c.Rows); err != nil {

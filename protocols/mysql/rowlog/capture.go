@@ -359,15 +359,12 @@ func (c *Capture) session(ctx context.Context) (progressed bool, err error) {
 // transaction before them. It happens when the backend was replaced or
 // restored from an older backup.
 func behind(start *gomysql.MariadbGTIDSet, binlogPos string) error {
-	bp, err := gomysql.ParseMariadbGTIDSet(binlogPos)
+	ahead, err := Ahead(start.String(), binlogPos, nil)
 	if err != nil {
-		return fmt.Errorf("%w: backend gtid_binlog_pos %q: %v", errStream, binlogPos, err)
+		return fmt.Errorf("%w: %v", errStream, err)
 	}
-	have := bp.(*gomysql.MariadbGTIDSet)
-	for d, g := range start.Sets {
-		if h, ok := have.Sets[d]; !ok || h.SequenceNumber < g.SequenceNumber {
-			return fmt.Errorf("%w: start %s is ahead of the backend's gtid_binlog_pos %q (backend replaced or restored?)", ErrPositionLost, g, binlogPos)
-		}
+	if ahead {
+		return fmt.Errorf("%w: start %s is ahead of the backend's gtid_binlog_pos %q (backend replaced or restored?)", ErrPositionLost, start, binlogPos)
 	}
 	return nil
 }

@@ -120,3 +120,26 @@ func TestAssemblerRefuses(t *testing.T) {
 		t.Fatalf("ignored domain: %+v, %v", g, err)
 	}
 }
+
+func TestAhead(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"", "", false},
+		{"0-1-5", "0-1-5", false},
+		{"0-1-5", "0-2-7", false},
+		{"0-1-6", "0-1-5", true},
+		{"0-1-5,1-1-1", "0-1-5", true},
+		{"0-1-5,7380-2-9", "0-1-5", false}, // the DDL domain is ignored
+		{"0-1-5", "", true},
+	} {
+		got, err := Ahead(c.a, c.b, []uint32{7380})
+		if err != nil || got != c.want {
+			t.Errorf("Ahead(%q, %q) = %v, %v", c.a, c.b, got, err)
+		}
+	}
+	if _, err := Ahead("x", "", nil); err == nil {
+		t.Error("bad position accepted")
+	}
+}
