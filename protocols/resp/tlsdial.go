@@ -16,5 +16,24 @@ func dialTCP(ctx context.Context, addr string, timeout time.Duration, cfg *tls.C
 		return d.DialContext(ctx, "tcp", addr)
 	}
 	td := &tls.Dialer{NetDialer: d, Config: cfg}
-	return td.DialContext(ctx, "tcp", addr)
+	return td.DialContext(ctx, "tcp", loopbackForWildcard(addr))
+}
+
+// loopbackForWildcard turns a wildcard host (a node that leads forwards to
+// its own listener's address, which is 0.0.0.0:port when LISTEN is a
+// wildcard) into the loopback address: no certificate names 0.0.0.0, while
+// 127.0.0.1 is an IP SAN a node's certificate can carry.
+func loopbackForWildcard(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || ip != nil && ip.Equal(net.IPv4zero):
+		return net.JoinHostPort("127.0.0.1", port)
+	case ip != nil && ip.Equal(net.IPv6unspecified):
+		return net.JoinHostPort("::1", port)
+	}
+	return addr
 }
