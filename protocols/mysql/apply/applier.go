@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -310,70 +311,40 @@ func (a *Applier) applyTx(ctx context.Context, items []item) error {
 	return nil
 }
 
-// runTx sends a transaction built by w (begun with w.begin), checks every
-// count, and commits it; the store is then at to.
+// runTx sends a transaction built by w (begun with w.begin) with its
+// COMMIT, in one round trip unless it is larger than MaxChunk; the store
+// is then at to. The checks inside stop it before COMMIT on a mismatch.
 func (a *Applier) runTx(ctx context.Context, w *txWriter, to backlog.Position) error {
 	if w.dirty {
 		w.stmt([]byte(baselineTxSQL), noCheck)
 		w.dirty = false
 	}
+	w.stmt([]byte("COMMIT"), noCheck)
 	w.flush()
-	first := true
-	for _, c := range w.chunks {
+	for i, c := range w.chunks {
 		counts, err := a.exec(ctx, c.sql)
 		if err != nil {
+			// Stopped before COMMIT (a server error stops a multi-statement
+			// query), or lost with the connection: the position table
+			// says which.
+			a.known = false
 			return a.abort(ctx, fmt.Errorf("apply: offsets %d-%d: %w", a.pos.Offset+1, to.Offset, err))
 		}
+		// The checks ran on the server; this only catches a result count
+		// that does not add up, which would mean the statements were not
+		// the ones built.
 		if len(counts) != len(c.expect) {
-			return a.abort(ctx, fmt.Errorf("apply: offsets %d-%d: %d results for %d statements", a.pos.Offset+1, to.Offset, len(counts), len(c.expect)))
-		}
-		for i, want := range c.expect {
-			if want == noCheck || counts[i] == want {
-				continue
+			a.known = false
+			err := fmt.Errorf("apply: offsets %d-%d: %d results for %d statements", a.pos.Offset+1, to.Offset, len(counts), len(c.expect))
+			if i == len(w.chunks)-1 {
+				return err // committed: only rereading the position helps
 			}
-			if first && i == 1 {
-				a.known = false
-				return a.abort(ctx, fmt.Errorf("apply: store position is not %v: %w", a.pos, ErrPositionMoved))
-			}
-			return a.abort(ctx, fmt.Errorf("apply: offset %d: statement matched %d rows, entry has %d: %w: %.200s",
-				c.offsets[i], counts[i], want, ErrRowMismatch, statementAt(c.sql, i)))
+			return a.abort(ctx, err)
 		}
-		first = false
-	}
-	if _, err := a.exec(ctx, []byte("COMMIT")); err != nil {
-		// Whether it committed is unknown until the position is read again.
-		a.known = false
-		return fmt.Errorf("apply: commit offsets %d-%d: %w", a.pos.Offset+1, to.Offset, err)
 	}
 	a.pos = to
 	a.ddlRan = 0
 	return nil
-}
-
-// statementAt returns the i-th statement of a chunk, for error messages.
-// Statements are split at the ';' that join them, which is enough to
-// point at the culprit even if a literal holds one.
-func statementAt(sql []byte, i int) []byte {
-	for n := 0; n < i; n++ {
-		j := indexByte(sql, ';')
-		if j < 0 {
-			return nil
-		}
-		sql = sql[j+1:]
-	}
-	if j := indexByte(sql, ';'); j >= 0 {
-		return sql[:j]
-	}
-	return sql
-}
-
-func indexByte(b []byte, c byte) int {
-	for i := range b {
-		if b[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // abort rolls the open transaction back and returns err.
@@ -599,7 +570,10 @@ func (a *Applier) exec(ctx context.Context, q []byte) ([]int64, error) {
 	if err != nil {
 		var me *mysql.MySQLError
 		if errors.As(err, &me) {
-			if me.Number == 1062 || me.Number == 1032 {
+			switch {
+			case me.Number == positionErrno && strings.HasPrefix(me.Message, signalPrefix):
+				return nil, fmt.Errorf("%w: %w", ErrPositionMoved, err)
+			case me.Number == rowMismatchErrno || me.Number == 1062:
 				return nil, fmt.Errorf("%w: %w", ErrRowMismatch, err)
 			}
 			return nil, fmt.Errorf("%w: %w", ErrStatement, err)

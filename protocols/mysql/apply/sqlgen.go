@@ -59,6 +59,8 @@ type txWriter struct {
 	dirty bool
 	// offset is the entry being rendered.
 	offset uint64
+	// guard marks the next checked statement as the position guard.
+	guard bool
 }
 
 // baselineSQL puts the apply session back in the state row changes are
@@ -78,9 +80,23 @@ const baselineVars = "sql_mode='NO_AUTO_VALUE_ON_ZERO', time_zone='+00:00', " +
 	"collation_server=@@GLOBAL.collation_server, foreign_key_checks=1, unique_checks=1, " +
 	"timestamp=DEFAULT, insert_id=0, auto_increment_increment=1, auto_increment_offset=1"
 
-// stmt adds one statement.
+// stmt adds one statement. A statement whose affected-row count must be
+// expect is followed by a check that raises an error otherwise, so the
+// server stops there and the COMMIT at the end never runs: a whole batch
+// goes in one round trip, and a mismatch still rolls it back. (IF …
+// SIGNAL outside a stored program is MariaDB's.)
 func (w *txWriter) stmt(sql []byte, expect int64) {
-	if len(w.cur.sql) > 0 && len(w.cur.sql)+len(sql) > w.maxChunk {
+	var check []byte
+	if expect != noCheck {
+		errno, what := rowMismatchErrno, fmt.Sprintf("offset %d: a statement matched other than %d rows", w.offset, expect)
+		if w.guard {
+			errno, what = positionErrno, "position moved"
+			w.guard = false
+		}
+		check = fmt.Appendf(nil, "IF ROW_COUNT()<>%d THEN SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO=%d, MESSAGE_TEXT='%s%s'; END IF",
+			expect, errno, signalPrefix, what)
+	}
+	if len(w.cur.sql) > 0 && len(w.cur.sql)+len(sql)+len(check) > w.maxChunk {
 		w.flush()
 	}
 	if len(w.cur.sql) > 0 {
@@ -89,7 +105,21 @@ func (w *txWriter) stmt(sql []byte, expect int64) {
 	w.cur.sql = append(w.cur.sql, sql...)
 	w.cur.expect = append(w.cur.expect, expect)
 	w.cur.offsets = append(w.cur.offsets, w.offset)
+	if check != nil {
+		w.cur.sql = append(append(w.cur.sql, ';'), check...)
+		w.cur.expect = append(w.cur.expect, noCheck)
+		w.cur.offsets = append(w.cur.offsets, w.offset)
+	}
 }
+
+// The errors the checks raise: ER_KEY_NOT_FOUND for a row the follower
+// lacks, as a native replica reports it, and ER_SIGNAL_EXCEPTION for the
+// position guard; their messages begin with signalPrefix.
+const (
+	rowMismatchErrno = 1032
+	positionErrno    = 1644
+	signalPrefix     = "replicar: "
+)
 
 func (w *txWriter) flush() {
 	if len(w.cur.sql) > 0 {
@@ -102,6 +132,7 @@ func (w *txWriter) flush() {
 // refusing (0 rows) if the store's position is not from.
 func (w *txWriter) begin(from, to backlog.Position) {
 	w.stmt([]byte("START TRANSACTION"), noCheck)
+	w.guard = true
 	w.stmt(positionUpdate(from, to, ""), 1)
 }
 

@@ -2,6 +2,8 @@ package apply
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -66,27 +68,39 @@ func TestRowsSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.flush()
+	check := func(n int, errno int, what string) string {
+		return fmt.Sprintf("IF ROW_COUNT()<>%d THEN SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO=%d, MESSAGE_TEXT='replicar: %s'; END IF", n, errno, what)
+	}
+	mismatch := func(n int) string {
+		return check(n, 1032, fmt.Sprintf("offset 0: a statement matched other than %d rows", n))
+	}
 	want := []string{
 		"START TRANSACTION",
 		"UPDATE `__replicar`.`pos` SET `epoch`=2,`offset`=6,`ddl_offset`=0 WHERE `id`=1 AND `epoch`=1 AND `offset`=4 AND `state`=''",
+		check(1, 1644, "position moved"),
 		"INSERT INTO `s`.`t` (`id`,`v`) VALUES (1,_utf8mb4'a'),(2,_utf8mb4'b')",
+		mismatch(2),
 		"SET SESSION foreign_key_checks=0,unique_checks=1",
 		"UPDATE `s`.`t` SET `v`=_utf8mb4'c' WHERE `id`<=>1 LIMIT 1",
+		mismatch(1),
 		"UPDATE `s`.`t` SET `id`=2 WHERE `id`<=>2 LIMIT 1",
+		mismatch(1),
 		baselineTxSQL,
 		"DELETE FROM `s`.`n` WHERE `a`<=>NULL AND CAST(`v` AS BINARY)<=>_binary'X' LIMIT 1",
+		mismatch(1),
 	}
 	if len(w.chunks) != 1 {
 		t.Fatalf("%d chunks", len(w.chunks))
 	}
-	got := strings.Split(string(w.chunks[0].sql), ";")
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	if got := string(w.chunks[0].sql); got != strings.Join(want, ";") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.ReplaceAll(got, ";", ";\n"), strings.Join(want, ";\n"))
 	}
-	if exp := w.chunks[0].expect; len(exp) != len(want) || exp[1] != 1 || exp[2] != 2 || exp[4] != 1 || exp[7] != 1 || exp[0] != noCheck {
+	exp := w.chunks[0].expect
+	if len(exp) != len(want) || exp[1] != 1 || exp[3] != 2 || exp[6] != 1 || exp[11] != 1 || exp[0] != noCheck || exp[2] != noCheck {
 		t.Fatalf("expected counts %v", exp)
 	}
-	// A small chunk limit splits between statements, never inside one.
+	// A small chunk limit splits between statements (a statement stays
+	// with its check), never inside one.
 	small := &txWriter{env: e, maxChunk: 10}
 	small.begin(backlog.Position{Epoch: 1, Offset: 4}, backlog.Position{Epoch: 2, Offset: 6})
 	if err := small.changes(tx, 0); err != nil {
@@ -95,9 +109,9 @@ func TestRowsSQL(t *testing.T) {
 	small.flush()
 	var all []string
 	for _, c := range small.chunks {
-		all = append(all, strings.Split(string(c.sql), ";")...)
+		all = append(all, string(c.sql))
 	}
-	if len(small.chunks) != len(want) || strings.Join(all, "\n") != strings.Join(want, "\n") {
+	if len(small.chunks) != 8 || strings.Join(all, ";") != strings.Join(want, ";") {
 		t.Fatalf("%d chunks: %q", len(small.chunks), all)
 	}
 }
@@ -157,5 +171,65 @@ func TestApplyStatements(t *testing.T) {
 	var unix float64
 	if err := db.QueryRow("SELECT UNIX_TIMESTAMP(ts) FROM s.t WHERE id = 5").Scan(&unix); err != nil || unix != 1700000000 {
 		t.Fatalf("row change's timestamp: %v, %v", unix, err)
+	}
+}
+
+// TestApplyRefusesMismatch: an UPDATE of a row the follower lacks rolls
+// back the whole batch with ErrRowMismatch, and a position moved behind
+// the applier's back stops it with ErrPositionMoved.
+func TestApplyRefusesMismatch(t *testing.T) {
+	m := startMariaDB(t)
+	db := m.DB()
+	mustExec(t, db, "CREATE DATABASE s", "CREATE TABLE s.t (id INT PRIMARY KEY, v INT)")
+	tb := []rowlog.Table{{Schema: "s", Name: "t", Columns: []rowlog.Column{{Name: "id"}, {Name: "v"}}, PrimaryKey: []int{0}}}
+	i := func(n int64) rowlog.Value { return rowlog.Value{Kind: rowlog.Int, Int: n} }
+	entry := func(off uint64, op rowlog.Op, before, after []rowlog.Value) backlog.Entry {
+		r := &rowlog.Rows{Op: op, Rows: []rowlog.Row{{Before: before, After: after}}}
+		if before != nil {
+			r.BeforeCols = []int{0, 1}
+		}
+		if after != nil {
+			r.AfterCols = []int{0, 1}
+		}
+		p, err := rowlog.Encode(&rowlog.Txn{Kind: rowlog.KindTx, Tables: tb, Changes: []rowlog.Change{{Rows: r}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return backlog.Entry{Epoch: 1, Offset: off, Payload: p}
+	}
+	ctx := context.Background()
+	a := NewApplier(m.Addr, Options{User: m.User, Password: m.Password}, testLogger(t))
+	defer a.Close()
+	if _, err := a.Apply(ctx, []backlog.Entry{entry(1, rowlog.Insert, nil, []rowlog.Value{i(1), i(1)})}); err != nil {
+		t.Fatal(err)
+	}
+	batch := []backlog.Entry{
+		entry(2, rowlog.Insert, nil, []rowlog.Value{i(2), i(2)}),
+		entry(3, rowlog.Update, []rowlog.Value{i(99), i(0)}, []rowlog.Value{i(99), i(1)}),
+	}
+	pos, err := a.Apply(ctx, batch)
+	if !errors.Is(err, ErrRowMismatch) || pos.Offset != 1 {
+		t.Fatalf("update of a missing row: %v at %v", err, pos)
+	}
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM s.t").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows after the rolled-back batch: %d, %v", n, err)
+	}
+	if p, err := a.Position(ctx); err != nil || p.Offset != 1 {
+		t.Fatalf("position after the rolled-back batch: %v, %v", p, err)
+	}
+	// A duplicate insert is a mismatch too.
+	if _, err := a.Apply(ctx, []backlog.Entry{entry(2, rowlog.Insert, nil, []rowlog.Value{i(1), i(5)})}); !errors.Is(err, ErrRowMismatch) {
+		t.Fatalf("duplicate insert: %v", err)
+	}
+	if _, err := a.Apply(ctx, batch[:1]); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "UPDATE __replicar.pos SET `offset` = 50")
+	if _, err := a.Apply(ctx, []backlog.Entry{entry(3, rowlog.Insert, nil, []rowlog.Value{i(3), i(3)})}); !errors.Is(err, ErrPositionMoved) {
+		t.Fatalf("moved position: %v", err)
+	}
+	if p, err := a.Position(ctx); err != nil || p.Offset != 50 {
+		t.Fatalf("position reread: %v, %v", p, err)
 	}
 }
