@@ -71,8 +71,13 @@
 //
 // Known limits: triggers on the follower fire again for replicated rows
 // (whose trigger effects the binlog already holds as rows), so tables with
-// triggers are not supported in row mode; a table without a primary key
-// costs a scan per updated or deleted row, as on a native replica.
+// triggers are not supported in row mode; changes to non-transactional
+// tables (MyISAM, Aria) are applied but cannot be rolled back with the
+// position, so a crash in the middle of a batch may apply them twice (as
+// with MariaDB's own replication); a table without a primary key costs a
+// scan per updated or deleted row, as on a native replica. The Applier
+// uses MariaDB syntax (IF … SIGNAL outside stored programs,
+// gtid_domain_id).
 //
 // # Snapshot
 //

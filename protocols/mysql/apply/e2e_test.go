@@ -47,6 +47,17 @@ var workload = [][]string{
 	// A multi-statement transaction, and one that rolls back (not in the binlog).
 	{"BEGIN", "INSERT INTO shop.items (name) VALUES ('tx1'), ('tx2')", "UPDATE shop.items SET name = 'tx1b' WHERE name = 'tx1'", "DELETE FROM shop.items WHERE name = 'tx2'", "COMMIT"},
 	{"BEGIN", "INSERT INTO shop.items (name) VALUES ('gone')", "ROLLBACK"},
+	// Savepoints: the rows before the savepoint stay, those after go.
+	{"BEGIN", "INSERT INTO shop.items (name) VALUES ('sp1')", "SAVEPOINT a", "INSERT INTO shop.items (name) VALUES ('sp2')",
+		"ROLLBACK TO SAVEPOINT a", "INSERT INTO shop.items (name) VALUES ('sp3')", "COMMIT"},
+	// Non-transactional tables, alone and mixed with InnoDB.
+	{"CREATE TABLE shop.myi (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=MyISAM"},
+	{"CREATE TABLE shop.ari (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=Aria"},
+	{"INSERT INTO shop.myi VALUES (1, 'a'), (2, 'b')"},
+	{"UPDATE shop.ari SET v = 'x'"},
+	{"INSERT INTO shop.ari VALUES (1, 'a')"},
+	{"BEGIN", "INSERT INTO shop.myi VALUES (3, 'c')", "INSERT INTO shop.items (name) VALUES ('mixed')", "COMMIT"},
+	{"DELETE FROM shop.myi WHERE id = 1"},
 	// A table with no primary key and duplicate rows that differ by case.
 	{"CREATE TABLE shop.log (msg VARCHAR(20), n INT, f FLOAT)"},
 	{"INSERT INTO shop.log VALUES ('a', 1, 0.1), ('a', 1, 0.1), ('A', 1, 0.1), ('b', NULL, NULL)"},
