@@ -62,8 +62,9 @@ bench-resp: build
 	bash bench/resp.sh
 
 # SET throughput and latency: direct, native replication, native WAIT 1, and
-# replicar with two followers under leader, one and all, in one run.
-bench-repl:
+# a three-node replicar group (the binary) under leader, one and all, in one
+# run, with the clients in a process of their own.
+bench-repl: build
 	$(GO) run ./bench/replbench
 
 clean:

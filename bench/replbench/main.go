@@ -1,44 +1,62 @@
 // Command replbench measures SET throughput and latency, side by side in one
 // run, for: the store alone, native Redis replication (a primary and two
 // replicas, asynchronous), native Redis with WAIT 1 after every write, and
-// replicar with two followers under the ack policies leader, one and all.
-// Every server runs on free loopback ports in a temp dir removed at exit.
+// a replicar group of three nodes (the `replicar` binary, one process per
+// node in front of its own redis-server, elected through NATS) under the
+// ack policies leader, one and all.
 //
-//	go run ./bench/replbench [-clients 50] [-duration 5s]
+// The clients run in a process of their own (this program started again
+// with -load), as an application would, so they share neither a Go runtime
+// nor a garbage collector with what they measure. Every server runs on free
+// loopback ports in a temp dir removed at exit.
+//
+//	go run ./bench/replbench [-clients 50] [-duration 5s] [-replicar bin/replicar]
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
-	"github.com/replicar/replicar/ackpolicy"
 	"github.com/replicar/replicar/internal/localgroup"
 )
 
 func main() {
 	clients := flag.Int("clients", 50, "concurrent clients")
 	duration := flag.Duration("duration", 5*time.Second, "how long each run lasts")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (the replicar runs are the in-process part) to this file")
+	binary := flag.String("replicar", "bin/replicar", "the replicar binary to run the nodes with")
+	profileDir := flag.String("profile-dir", "", "with a replicar built with -tags prof: each node writes a CPU profile, <dir>/<policy>-<node>.prof")
+	nodeProcs := flag.Int("node-gomaxprocs", 0, "GOMAXPROCS of each replicar node (0: Go's default)")
+	load := flag.String("load", "", "internal: run the clients against this address and print the result as JSON")
+	wait := flag.Bool("wait", false, "internal, with -load: follow each SET with WAIT 1 0")
 	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		check(err)
-		check(pprof.StartCPUProfile(f))
-		defer pprof.StopCPUProfile()
+	if *load != "" {
+		r := runLoad(*load, *clients, *duration, *wait)
+		check(json.NewEncoder(os.Stdout).Encode(r))
+		return
 	}
+	bin, err := filepath.Abs(*binary)
+	check(err)
+	if _, err := os.Stat(bin); err != nil {
+		fail("%v (build it with `make build`)", err)
+	}
+
 	dir, err := os.MkdirTemp("", "replbench")
 	check(err)
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
@@ -49,45 +67,213 @@ func main() {
 		cleanups = append(cleanups, r.Stop)
 		return r.Addr
 	}
+	measure := func(addr string, wait bool) result { return loadProcess(addr, *clients, *duration, wait) }
 
 	fmt.Printf("SET, %d clients, %v per run, 16-byte values\n\n", *clients, *duration)
 	fmt.Printf("%-46s %10s %10s %10s %7s\n", "setup", "ops/s", "p50", "p99", "ratio")
-	direct := run(startRedis(), *clients, *duration, false)
+	direct := measure(startRedis(), false)
 	report("direct redis-server", direct, direct)
 
 	primary := startRedis()
+	var replicaStops []func()
 	for range 2 {
 		host, port, _ := net.SplitHostPort(primary)
 		startRedis("--replicaof", host, port)
+		replicaStops = append(replicaStops, cleanups[len(cleanups)-1])
 	}
 	waitReplicas(primary, 2)
-	native := run(primary, *clients, *duration, false)
+	native := measure(primary, false)
 	report("native replication (async)", native, direct)
-	nativeWait := run(primary, *clients, *duration, true)
+	nativeWait := measure(primary, true)
 	report("native SET + WAIT 1", nativeWait, direct)
-
-	logger := zerolog.Nop()
-	for _, p := range []ackpolicy.Policy{ackpolicy.LeaderAck(), ackpolicy.FollowerAcks(1), ackpolicy.AllISRAcks(3)} {
-		g, err := localgroup.Start(startRedis(), []string{startRedis(), startRedis()}, localgroup.Options{Policy: p, Logger: logger})
-		check(err)
-		r := run(g.Addr, *clients, *duration, false)
-		base, name := native, "vs native async"
-		if p.Level() != ackpolicy.Leader {
-			base, name = nativeWait, "vs native WAIT 1"
-		}
-		report(fmt.Sprintf("replicar %s (%s)", p, name), r, base)
-		g.Stop()
+	// The native group is done with: its three servers would only take
+	// memory and wake-ups from the runs that follow.
+	for _, stop := range append(replicaStops, cleanups[len(cleanups)-3]) {
+		stop()
 	}
+
+	for _, p := range []struct{ name, policy, acks, minInsync string }{
+		{"leader", "leader", "", ""},
+		{"one", "one", "1", ""},
+		{"all(min_insync=3)", "all", "", "3"},
+	} {
+		g := startGroup(bin, filepath.Join(dir, "group-"+p.policy), p.policy, p.acks, p.minInsync, *nodeProcs, *profileDir, startRedis)
+		r := measure(g.leader, false)
+		base, vs := native, "vs native async"
+		if p.policy != "leader" {
+			base, vs = nativeWait, "vs native WAIT 1"
+		}
+		report(fmt.Sprintf("replicar %s (%s)", p.name, vs), r, base)
+		g.stop()
+	}
+}
+
+// group is a running replicar group.
+type group struct {
+	leader string
+	procs  []*exec.Cmd
+}
+
+// startGroup starts three replicar nodes, each in front of a fresh
+// redis-server, the first running the embedded NATS server, and waits until
+// one leads with both followers in its ISR.
+func startGroup(bin, dir, policy, acks, minInsync string, procs int, profileDir string, startRedis func(...string) string) *group {
+	check(os.MkdirAll(dir, 0o755))
+	natsAddr := freeAddr()
+	g := &group{}
+	var https, clients []string
+	for i := range 3 {
+		node := "n" + strconv.Itoa(i+1)
+		env := append(os.Environ(),
+			"REPLICAR_NODE_ID="+node,
+			"REPLICAR_GROUP=bench",
+			"REPLICAR_BACKEND="+startRedis(),
+			"REPLICAR_LISTEN="+freeAddr(),
+			"REPLICAR_REPL_LISTEN="+freeAddr(),
+			"REPLICAR_HTTP_LISTEN="+freeAddr(),
+			"REPLICAR_ACK_POLICY="+policy,
+			"REPLICAR_LEASE_TTL=1s",
+			"REPLICAR_LOG_LEVEL=warn",
+		)
+		if profileDir != "" {
+			env = append(env, "REPLICAR_CPUPROFILE="+filepath.Join(profileDir, policy+"-"+node+".prof"))
+		}
+		if procs > 0 {
+			env = append(env, "GOMAXPROCS="+strconv.Itoa(procs))
+		}
+		if acks != "" {
+			env = append(env, "REPLICAR_ACKS="+acks)
+		}
+		if minInsync != "" {
+			env = append(env, "REPLICAR_MIN_INSYNC="+minInsync)
+		}
+		if i == 0 {
+			env = append(env, "REPLICAR_NATS_URL=", "REPLICAR_NATS_LISTEN="+natsAddr)
+		} else {
+			env = append(env, "REPLICAR_NATS_URL=nats://"+natsAddr)
+		}
+		https = append(https, lookup(env, "REPLICAR_HTTP_LISTEN"))
+		clients = append(clients, lookup(env, "REPLICAR_LISTEN"))
+		logf, err := os.Create(filepath.Join(dir, node+".log"))
+		check(err)
+		cmd := exec.Command(bin)
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		check(cmd.Start())
+		g.procs = append(g.procs, cmd)
+		cleanups = append(cleanups, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+		if i == 0 {
+			// The others connect to the NATS server the first one runs.
+			waitHTTP(https[0], dir)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for i, h := range https {
+			var st struct {
+				Role, State string
+				ISR         []string
+			}
+			if getJSON("http://"+h+"/status", &st) == nil && st.Role == "leader" && st.State == "streaming" && len(st.ISR) == 3 {
+				c := redis.NewClient(&redis.Options{Addr: clients[i], Protocol: 2})
+				err := c.Set(context.Background(), "bench:ready", "1", 0).Err()
+				c.Close()
+				if err == nil {
+					g.leader = clients[i]
+					return g
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			fail("replicar group (%s) did not elect a leader with its ISR complete within 30s; logs in %s", policy, dir)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (g *group) stop() {
+	for _, p := range g.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range g.procs {
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.Process.Kill()
+		}
+	}
+}
+
+func lookup(env []string, name string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := bytes.CutPrefix([]byte(env[i]), []byte(name+"=")); ok {
+			return string(v)
+		}
+	}
+	return ""
+}
+
+func waitHTTP(addr, dir string) {
+	for i := 0; ; i++ {
+		var st map[string]any
+		if getJSON("http://"+addr+"/status", &st) == nil {
+			return
+		}
+		if i > 400 {
+			fail("replicar on %s did not start; logs in %s", addr, dir)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func getJSON(url string, v any) error {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func freeAddr() string {
+	port, err := localgroup.FreePort()
+	check(err)
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 type result struct {
-	ops      float64
-	p50, p99 time.Duration
+	Ops float64       `json:"ops"`
+	P50 time.Duration `json:"p50"`
+	P99 time.Duration `json:"p99"`
 }
 
-// run drives SETs from n clients for d; with wait, each SET is followed by
-// WAIT 1 0, as an application that wants one replica's copy does.
-func run(addr string, n int, d time.Duration, wait bool) result {
+// loadProcess runs the clients in a process of their own and returns what
+// they measured.
+func loadProcess(addr string, n int, d time.Duration, wait bool) result {
+	args := []string{"-load", addr, "-clients", strconv.Itoa(n), "-duration", d.String()}
+	if wait {
+		args = append(args, "-wait")
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		fail("load on %s: %v: %s", addr, err, errb.String())
+	}
+	var r result
+	check(json.Unmarshal(out.Bytes(), &r))
+	return r
+}
+
+// runLoad drives SETs from n clients for d; with wait, each SET is followed
+// by WAIT 1 0, as an application that wants one replica's copy does.
+func runLoad(addr string, n int, d time.Duration, wait bool) result {
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, PoolSize: n, MinIdleConns: n})
 	defer c.Close()
@@ -125,11 +311,11 @@ func run(addr string, n int, d time.Duration, wait bool) result {
 		all = append(all, l...)
 	}
 	slices.Sort(all)
-	return result{ops: float64(count.Load()) / d.Seconds(), p50: all[len(all)/2], p99: all[len(all)*99/100]}
+	return result{Ops: float64(count.Load()) / d.Seconds(), P50: all[len(all)/2], P99: all[len(all)*99/100]}
 }
 
 func report(name string, r, base result) {
-	fmt.Printf("%-46s %10.0f %10v %10v %7.2f\n", name, r.ops, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.ops/base.ops)
+	fmt.Printf("%-46s %10.0f %10v %10v %7.2f\n", name, r.Ops, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Ops/base.Ops)
 }
 
 func waitReplicas(primary string, n int) {
