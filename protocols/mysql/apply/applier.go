@@ -182,8 +182,9 @@ func (a *Applier) Position(ctx context.Context) (backlog.Position, error) {
 }
 
 // SetPosition records pos without applying anything, as after a full
-// resync that copied a source's data as of pos, and clears the resync
-// state.
+// resync that copied a source's data as of pos, or when a leader steps
+// down with every write of its store in the backlog up to pos. It clears
+// the resync state and the leading mark.
 func (a *Applier) SetPosition(ctx context.Context, pos backlog.Position) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -198,12 +199,57 @@ func (a *Applier) SetPosition(ctx context.Context, pos backlog.Position) error {
 }
 
 func setPosition(ctx context.Context, conn *sql.Conn, pos backlog.Position) error {
-	_, err := conn.ExecContext(ctx, fmt.Sprintf("UPDATE %s SET epoch=%d, `offset`=%d, state='', ddl_epoch=0, ddl_offset=0, ddl_binlog='' WHERE id=1",
+	_, err := conn.ExecContext(ctx, fmt.Sprintf("UPDATE %s SET epoch=%d, `offset`=%d, state='', ddl_epoch=0, ddl_offset=0, ddl_binlog='', "+
+		"leading_epoch=0, leading_start='' WHERE id=1",
 		posTable, pos.Epoch, pos.Offset))
 	if err != nil {
 		return fmt.Errorf("set position: %w", err)
 	}
 	return nil
+}
+
+// Leading is the mark a leading node keeps in its store (MarkLeading).
+type Leading struct {
+	// Epoch is the epoch the node leads in; 0 means the mark is not set.
+	Epoch uint64
+	// Start is the GTID position its capture started from: the backend's
+	// @@gtid_binlog_pos when it began to lead.
+	Start string
+}
+
+// MarkLeading records in the store that its node leads in epoch, with a
+// capture that started at GTID position start. A node that finds the mark
+// at start (ReadLeading) crashed while leading: its store may hold
+// transactions its backlog never logged (rowlog.Ahead tells), so it must
+// not follow another leader without a full resync; and if it leads again
+// it knows where its capture began. SetPosition clears the mark, as after
+// a clean step-down.
+func (a *Applier) MarkLeading(ctx context.Context, epoch uint64, start string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.connect(ctx); err != nil {
+		return err
+	}
+	_, err := a.conn.ExecContext(ctx, "UPDATE "+posTable+" SET leading_epoch=?, leading_start=? WHERE id=1", epoch, start)
+	if err != nil {
+		return a.fail(fmt.Errorf("mark leading: %w", err))
+	}
+	return nil
+}
+
+// ReadLeading reads the mark MarkLeading left, if any.
+func (a *Applier) ReadLeading(ctx context.Context) (Leading, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.connect(ctx); err != nil {
+		return Leading{}, err
+	}
+	var l Leading
+	err := a.conn.QueryRowContext(ctx, "SELECT leading_epoch, leading_start FROM "+posTable+" WHERE id=1").Scan(&l.Epoch, &l.Start)
+	if err != nil {
+		return Leading{}, a.fail(fmt.Errorf("read leading mark: %w", err))
+	}
+	return l, nil
 }
 
 // item is an entry to apply, decoded.

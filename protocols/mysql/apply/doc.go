@@ -11,6 +11,11 @@
 // alone, so a follower killed at any moment (SIGKILL of the node or of
 // its backend) resumes with no duplicate and no gap.
 //
+// The same row holds the leading mark (MarkLeading, ReadLeading): the
+// epoch a node leads in and the GTID position its capture started from,
+// cleared by SetPosition when it steps down cleanly; see the rowlog
+// package for how a node uses it at start.
+//
 // Transaction entries are applied in batches: consecutive entries (up to
 // Options.MaxTxEntries and MaxTxBytes) go into one backend transaction
 // that begins by moving the position (guarded: it must still be the

@@ -22,6 +22,8 @@ const Schema = rowlog.InternalSchema
 // ddl_epoch/ddl_offset/ddl_binlog describe a DDL entry whose statement may
 // have run but whose position is not yet recorded (see applyDDL): its
 // entry, and the DDL domain's GTID in @@gtid_binlog_pos just before.
+// leading_epoch/leading_start mark a store whose node leads (see
+// Applier.MarkLeading).
 const posTable = "`" + Schema + "`.`pos`"
 
 var schemaSQL = []string{
@@ -33,7 +35,9 @@ var schemaSQL = []string{
   state VARCHAR(16) NOT NULL DEFAULT '',
   ddl_epoch BIGINT UNSIGNED NOT NULL DEFAULT 0,
   ddl_offset BIGINT UNSIGNED NOT NULL DEFAULT 0,
-  ddl_binlog VARCHAR(2048) NOT NULL DEFAULT ''
+  ddl_binlog VARCHAR(2048) NOT NULL DEFAULT '',
+  leading_epoch BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  leading_start VARCHAR(2048) NOT NULL DEFAULT ''
 ) ENGINE=InnoDB`,
 	"INSERT IGNORE INTO " + posTable + " (id, epoch, `offset`) VALUES (1, 0, 0)",
 }

@@ -232,4 +232,21 @@ func TestApplyRefusesMismatch(t *testing.T) {
 	if p, err := a.Position(ctx); err != nil || p.Offset != 50 {
 		t.Fatalf("position reread: %v, %v", p, err)
 	}
+
+	// The leading mark: set, read back by another Applier, cleared by
+	// SetPosition.
+	if err := a.MarkLeading(ctx, 7, "0-1001-9"); err != nil {
+		t.Fatal(err)
+	}
+	b := NewApplier(m.Addr, Options{User: m.User, Password: m.Password}, testLogger(t))
+	defer b.Close()
+	if l, err := b.ReadLeading(ctx); err != nil || l != (Leading{Epoch: 7, Start: "0-1001-9"}) {
+		t.Fatalf("leading mark: %+v, %v", l, err)
+	}
+	if err := b.SetPosition(ctx, backlog.Position{Epoch: 7, Offset: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := a.ReadLeading(ctx); err != nil || l != (Leading{}) {
+		t.Fatalf("leading mark after SetPosition: %+v, %v", l, err)
+	}
 }

@@ -61,18 +61,22 @@
 //
 //   - A node that becomes leader (a new epoch) reads its backend's
 //     @@gtid_binlog_pos (Check returns it as ServerInfo.GTIDBinlogPos)
-//     before it takes writes: everything before it is either in the
+//     before it takes writes, and records it in the store with
+//     apply.Applier.MarkLeading: everything before it is either in the
 //     backlog already (applied there as a follower) or not replicated
 //     (replicar's own DDL domain).
 //   - A capture restarted within the same leadership uses the Position of
 //     the last entry it appended (DecodeHeader of the last payload, or
 //     Capture.Position): no transaction is lost or appended twice.
-//   - A node that restarts after a crash while leading compares its
-//     backend's @@gtid_binlog_pos with the Position of the last entry its
-//     own capture appended (Ahead): if the backend is ahead, it committed
-//     transactions the backlog never logged, and the node must not follow
-//     another leader without a full resync (as the RESP side's
-//     __replicar:leading key says).
+//   - A node that restarts and finds the leading mark (ReadLeading)
+//     crashed while leading. It compares its backend's @@gtid_binlog_pos
+//     with the Position of the last entry its own capture appended (or
+//     the mark's start, if it appended none) using Ahead: if the backend
+//     is ahead, it committed transactions the backlog never logged, and
+//     the node must not follow another leader without a full resync (as
+//     the RESP side's __replicar:leading key says). A clean step-down
+//     waits until Capture.Position reaches @@gtid_binlog_pos, then calls
+//     Applier.SetPosition(last entry), which clears the mark.
 //
 // When the primary restarts or the connection drops, Run reconnects with
 // backoff from the position after the last complete group, dropping any
