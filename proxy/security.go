@@ -34,7 +34,9 @@ func LoadSecurity(cfg Config) (*Security, error) {
 		return nil, fmt.Errorf("%sTLS_*: %w", EnvPrefix, err)
 	}
 	s := &Security{TLS: set}
-	if cfg.UsersFile != "" {
+	// The users file's syntax is the protocol's: MySQL reads it with
+	// protocols/mysql.LoadUsersFile.
+	if cfg.UsersFile != "" && cfg.Protocol == ProtocolRedis {
 		if s.Users, err = resp.LoadUsersFile(cfg.UsersFile); err != nil {
 			return nil, fmt.Errorf("%sUSERS_FILE: %w", EnvPrefix, err)
 		}
