@@ -14,7 +14,7 @@ TEST_FUZZTIME ?= 10s
 FUZZTIME      ?= 2m
 TEST_TIMEOUT  ?= 12m
 
-.PHONY: all build test unit lint fuzz bench bench-resp bench-repl deps run stop clean failover-bench
+.PHONY: all build test unit lint fuzz bench bench-resp bench-repl bench-mysql deps run stop clean failover-bench
 
 all: build
 
@@ -66,6 +66,15 @@ bench-resp: build
 # run, with the clients in a process of their own.
 bench-repl: build
 	$(GO) run ./bench/replbench
+
+# sysbench oltp_insert and oltp_write_only (16 threads): direct mariadbd,
+# native async replication, native semi-sync (AFTER_SYNC) and a three-node
+# replicar group (REPLICAR_PROTOCOL=mysql) under leader, one and all, in
+# one run, with the ratios. MYSQLBENCH_FLAGS passes flags, e.g.
+# MYSQLBENCH_FLAGS="-time 60s -rounds 3 -sync-binlog 0".
+MYSQLBENCH_FLAGS ?=
+bench-mysql: build
+	$(GO) run ./bench/mysqlbench $(MYSQLBENCH_FLAGS)
 
 clean:
 	rm -rf bin .run

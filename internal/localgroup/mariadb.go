@@ -473,3 +473,17 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 	}
 	return out.Close()
 }
+
+// MariaDBVersion returns what `mariadbd --version` prints, for a
+// benchmark's header.
+func MariaDBVersion() (string, error) {
+	mariadbd, err := lookPath("mariadbd")
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command(mariadbd, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("mariadbd --version: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
