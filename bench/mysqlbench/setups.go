@@ -172,6 +172,17 @@ func startNative(ctx context.Context, s *servers, semi bool) (*target, error) {
 		stop()
 		return nil, fmt.Errorf("%s replicas did not attach: %w", name, err)
 	}
+	if semi {
+		// MariaDB's default is AFTER_COMMIT; the comparison is with AFTER_SYNC.
+		wp, err := queryString(ctx, pep, "SELECT @@rpl_semi_sync_master_wait_point")
+		if err == nil && wp != "AFTER_SYNC" {
+			err = fmt.Errorf("rpl_semi_sync_master_wait_point is %s, not AFTER_SYNC", wp)
+		}
+		if err != nil {
+			stop()
+			return nil, err
+		}
+	}
 	t := &target{ep: pep, stop: stop}
 	t.settle = func(ctx context.Context) error {
 		pos, err := queryString(ctx, pep, "SELECT @@gtid_binlog_pos")
