@@ -46,6 +46,10 @@ type outcome struct {
 	res  sbResult
 	err  error
 	note string
+	// load is the 1-minute load average when the run started: this
+	// machine is shared, and a number measured under a load of 10 on two
+	// cores says little.
+	load string
 }
 
 func main() {
@@ -202,8 +206,9 @@ func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv 
 		if t.watch != nil {
 			stopWatch = t.watch(ctx)
 		}
+		load := loadAvg()
 		r, err := sb.run(ctx, w, t.ep)
-		o := outcome{res: r, err: err}
+		o := outcome{res: r, err: err, load: load}
 		if stopWatch != nil {
 			o.note = stopWatch()
 		}
@@ -211,7 +216,7 @@ func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv 
 		if err != nil {
 			progress("%s %s: %v", s.key, w, err)
 		} else {
-			progress("%s %s: %.0f tps, p50 %.2fms, p95 %.2fms", s.key, w, r.tps, r.p50, r.p95)
+			progress("%s %s: %.0f tps, p50 %.2fms, p95 %.2fms (load %s)", s.key, w, r.tps, r.p50, r.p95, load)
 		}
 	}
 	return out
@@ -226,7 +231,8 @@ func printHeader(sb sbParams, srv *servers, dir, bin string, withReplicar bool) 
 	fmt.Printf("%s\n", mdbVersion)
 	fmt.Printf("every mariadbd: %s --innodb-log-file-size=%s\n", strings.Join(srv.common, " "), localgroup.MariaDBLogFileSize)
 	fmt.Printf("semi-sync primary: %s; replicas: %s\n", strings.Join(semiPrimary, " "), strings.Join(semiReplica, " "))
-	fmt.Printf("data in %s (%s), %d CPUs\n", dir, fsType(dir), runtime.NumCPU())
+	fmt.Printf("data in %s (%s), %d CPUs; load: the 1-minute load average as each run starts (the machine may be shared)\n",
+		dir, fsType(dir), runtime.NumCPU())
 	if withReplicar {
 		v, _ := exec.Command(bin, "version").Output()
 		fmt.Printf("%s: 3 nodes, REPLICAR_PROTOCOL=mysql, embedded NATS in n1, sysbench through the leader's client port\n",
@@ -262,7 +268,7 @@ func printTable(chosen []setup, workloads []string, results map[string]map[strin
 		fmt.Printf("each row is the run of median tps of %d rounds; range: the lowest and highest tps\n", rounds)
 		spread = func(s string) string { return fmt.Sprintf(" %13s", s) }
 	}
-	fmt.Printf("%-16s %-42s %9s%s %9s %9s %7s  %s\n", "workload", "setup", "tps", spread("range"), "p50 ms", "p95 ms", "ratio", "vs")
+	fmt.Printf("%-16s %-42s %9s%s %9s %9s %6s %7s  %s\n", "workload", "setup", "tps", spread("range"), "p50 ms", "p95 ms", "load", "ratio", "vs")
 	var notes []string
 	for _, w := range workloads {
 		for _, s := range chosen {
@@ -281,8 +287,8 @@ func printTable(chosen []setup, workloads []string, results map[string]map[strin
 			} else if s.base != "" {
 				vs = nameOf(s.base) + " not measured"
 			}
-			fmt.Printf("%-16s %-42s %9.0f%s %9.2f %9.2f %7s  %s\n", w, s.name, o.res.tps, spread(fmt.Sprintf("%.0f-%.0f", lo, hi)),
-				o.res.p50, o.res.p95, ratio, vs)
+			fmt.Printf("%-16s %-42s %9.0f%s %9.2f %9.2f %6s %7s  %s\n", w, s.name, o.res.tps, spread(fmt.Sprintf("%.0f-%.0f", lo, hi)),
+				o.res.p50, o.res.p95, o.load, ratio, vs)
 			for r, o := range results[s.key][w] {
 				prefix := fmt.Sprintf("%s, %s", w, s.name)
 				if rounds > 1 {
@@ -334,6 +340,19 @@ func fsType(dir string) string {
 		return "overlayfs"
 	}
 	return fmt.Sprintf("file system 0x%x", uint64(st.Type))
+}
+
+// loadAvg is the 1-minute load average, or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 func progress(format string, args ...any) {
