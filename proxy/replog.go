@@ -31,8 +31,11 @@ type ReplLog struct {
 	commits    *ackpolicy.Commits
 	ackTimeout time.Duration
 
-	// appended is closed by the next append, to wake follower streams.
+	// appended is closed by the next append, to wake follower streams;
+	// watched says a stream holds it, so that an append with nobody
+	// waiting does not pay for a new channel.
 	appended chan struct{}
+	watched  bool
 	// followers is the followers' progress and the confirmed ISR, as the
 	// replication layer last reported it; nil while the node has none.
 	// It is a copy, not a callback, so that no other lock is ever taken
@@ -197,8 +200,7 @@ func (r *ReplLog) appendLocked(payload []byte) (uint64, ackpolicy.State, func(ui
 			}
 		}
 	}
-	close(r.appended)
-	r.appended = make(chan struct{})
+	r.wakeStreamsLocked()
 	return off, r.stateLocked(), r.onAppend, nil
 }
 
@@ -312,10 +314,20 @@ func (r *ReplLog) Epoch() uint64 {
 	return r.epoch
 }
 
+// wakeStreamsLocked closes the channel Appended handed out, if it did.
+func (r *ReplLog) wakeStreamsLocked() {
+	if r.watched {
+		close(r.appended)
+		r.appended = make(chan struct{})
+		r.watched = false
+	}
+}
+
 // Appended returns a channel closed by the next append.
 func (r *ReplLog) Appended() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.watched = true
 	return r.appended
 }
 

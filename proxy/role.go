@@ -135,8 +135,7 @@ func (r *ReplLog) AppendReplicated(entries []backlog.Entry) error {
 		r.epoch = max(r.epoch, e.Epoch)
 	}
 	if len(entries) > 0 {
-		close(r.appended)
-		r.appended = make(chan struct{})
+		r.wakeStreamsLocked()
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -234,7 +235,6 @@ func (l *lane) exchange(br *bufio.Reader, bw *bufio.Writer, jobs []*job, peer st
 // encodeJob writes j's commands, with a SELECT wherever a step's db differs
 // from the connection's, and returns the db the connection is left in.
 func encodeJob(bw *bufio.Writer, j *job, db int) int {
-	var scratch [24]byte
 	for i := range j.steps {
 		st := &j.steps[i]
 		if st.kind == stepLocal {
@@ -242,7 +242,7 @@ func encodeJob(bw *bufio.Writer, j *job, db int) int {
 		}
 		if st.db != db {
 			st.selectFirst = true
-			writeCommand(bw, selectCmd, strconvAppendInt(scratch[:0], st.db))
+			writeCommand(bw, selectCmd, strconv.AppendInt(nil, int64(st.db), 10))
 			db = st.db
 		}
 		switch st.kind {
@@ -281,39 +281,29 @@ var (
 func writeCommand(bw *bufio.Writer, args ...[]byte) { writeArgs(bw, args) }
 
 func writeArgs(bw *bufio.Writer, args [][]byte) {
-	var num [24]byte
-	bw.WriteByte('*')
-	bw.Write(strconvAppendInt(num[:0], len(args)))
-	bw.WriteString("\r\n")
+	writeHeader(bw, '*', len(args))
 	for _, a := range args {
-		bw.WriteByte('$')
-		bw.Write(strconvAppendInt(num[:0], len(a)))
-		bw.WriteString("\r\n")
+		writeHeader(bw, '$', len(a))
 		bw.Write(a)
 		bw.WriteString("\r\n")
 	}
 }
 
-func strconvAppendInt(dst []byte, n int) []byte {
-	if n == 0 {
-		return append(dst, '0')
+// writeHeader writes a RESP length line ("*3\r\n", "$5\r\n") straight into
+// bw's buffer: a scratch array passed to Write would escape, costing an
+// allocation per command.
+func writeHeader(bw *bufio.Writer, prefix byte, n int) {
+	b := bw.AvailableBuffer()
+	if cap(b) < 24 {
+		bw.WriteByte(prefix)
+		bw.WriteString(strconv.Itoa(n))
+		bw.WriteString("\r\n")
+		return
 	}
-	var tmp [20]byte
-	i := len(tmp)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		tmp[i] = '-'
-	}
-	return append(dst, tmp[i:]...)
+	b = append(b, prefix)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, '\r', '\n')
+	bw.Write(b)
 }
 
 // errReplyShape means the backend answered with something the command

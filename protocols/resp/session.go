@@ -69,6 +69,9 @@ type session struct {
 	fwdLane         *lane
 	fwdStop         context.CancelFunc
 	fwdTx, fwdMulti bool
+
+	// keyIdx is scratch for the key positions of a command.
+	keyIdx []int
 }
 
 func newSession(srv *Server, conn net.Conn) *session {
@@ -473,8 +476,10 @@ func (s *session) reserved(args [][]byte) (string, bool) {
 	if err != nil {
 		return "", true
 	}
-	var idx [8]int
-	for _, i := range info.Keys(args, idx[:0]) {
+	// Keys may keep the slice it is given (through a key-spec function),
+	// so a stack array would move to the heap on every write: reuse one.
+	s.keyIdx = info.Keys(args, s.keyIdx[:0])
+	for _, i := range s.keyIdx {
 		if strings.HasPrefix(string(args[i]), reservedPrefix) {
 			return "ERR replicar: keys under '" + reservedPrefix + "' in db 0 are reserved", false
 		}
