@@ -11,12 +11,24 @@
 //     on it. It is also the fanout.Source followers stream from.
 //   - LeaderReplication / ServeFollowers: the fanout leader over a ReplLog,
 //     with follower acks driving commits and the ISR kept up to date.
-//   - RunFollower: a follower applying the leader's backlog to its own
-//     Redis through resp.Applier, with full resync through a callback
-//     (RedisNode.SnapshotInto on the leader, writes paused meanwhile).
-//   - RedisNode and Run: the RESP node cmd/replicar starts (a leader; the
-//     election will decide roles), with /status, /healthz, /readyz and
-//     /metrics on HTTP_LISTEN.
+//   - Group: one node of an elected group (group.go): election, leader and
+//     follower roles, ISR, controlled handover, partial and full resync,
+//     the leading mark and the backend health step-down. It is the same for
+//     every protocol and reaches the protocol only through Store.
+//   - Store (store.go): what a protocol gives the group: the front end's
+//     route, drain and backend health; the applier (fanout.Applier with
+//     SetPosition); the leading mark; snapshot copies from a leader or a
+//     follower; and a capture hook for protocols whose front end does not
+//     log writes itself. store_redis.go implements it for RESP (RedisNode
+//     is the RESP front end's core); store_mysql.go for MySQL/MariaDB in
+//     row mode (MySQLNode is the MySQL front end's core, and the leader
+//     tails its backend's binlog with protocols/mysql/rowlog into the
+//     ReplLog; followers apply with protocols/mysql/apply).
+//   - Run: the node cmd/replicar starts, for either protocol, with
+//     /status, /healthz, /readyz and /metrics on HTTP_LISTEN; RunRouter: a
+//     process with no backend that forwards to the leader.
+//   - RunFollower: a Redis follower outside an elected group (a static
+//     leader's tests), with full resync through a callback.
 //   - Security / LoadSecurity: the TLS configurations (internal/tlsconf)
 //     and USERS_FILE accounts a node loads at start, and the replication
 //     port's membership check (Group.allowPeer, against the member

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,27 +17,28 @@ import (
 	"github.com/replicar/replicar/backlog"
 	"github.com/replicar/replicar/election"
 	"github.com/replicar/replicar/fanout"
-	"github.com/replicar/replicar/protocols/resp"
 )
 
-// Group runs one node of a replicated Redis group: it takes part in the
+// Group runs one node of a replicated group: it takes part in the
 // election, and either leads (acknowledging writes under the ack policy
 // while its lease is valid, and streaming its backlog to followers) or
 // follows (applying the leader's backlog to its own store, keeping a copy of
 // it, and forwarding clients to the leader), moving between the two as the
-// lease changes hands. The client port stays open throughout.
+// lease changes hands. The client port stays open throughout. What is
+// specific to the protocol is behind Store.
 type Group struct {
 	cfg    Config
 	sec    *Security
 	log    zerolog.Logger
 	rl     *ReplLog
-	node   *RedisNode
-	srv    *resp.Server
+	store  Store
 	el     election.Elector
 	policy ackpolicy.Policy
 	addrs  election.Addrs
-	app    *resp.Applier
+	app    StoreApplier
 	tee    *teeApplier
+	// watch samples the backend for /status and metrics.
+	watch *backendWatch
 	// conns are the replication port's connections, served by the
 	// leader role and refused otherwise.
 	conns chan net.Conn
@@ -80,23 +80,23 @@ const (
 
 // NewGroup prepares a node of the group; Run starts it. sec is its TLS
 // and accounts (nil for plain TCP).
-func NewGroup(cfg Config, sec *Security, rl *ReplLog, srv *resp.Server, node *RedisNode, el election.Elector, policy ackpolicy.Policy, logger zerolog.Logger) *Group {
+func NewGroup(cfg Config, sec *Security, rl *ReplLog, store Store, el election.Elector, policy ackpolicy.Policy, logger zerolog.Logger) *Group {
 	g := &Group{
-		cfg: cfg, sec: sec, log: logger, rl: rl, node: node, srv: srv, el: el, policy: policy,
+		cfg: cfg, sec: sec, log: logger, rl: rl, store: store, el: el, policy: policy,
 		addrs: election.Addrs{
 			Client: advertised(cfg, cfg.Listen),
 			Repl:   advertised(cfg, cfg.ReplListen),
 			HTTP:   advertised(cfg, cfg.HTTPListen),
 		},
-		app:     resp.NewApplier(cfg.Backend, sec.applierOptions(cfg)),
+		app:     store.Applier(),
 		tee:     &teeApplier{rl: rl},
+		watch:   &backendWatch{up: store.BackendUp, probe: store.Ping},
 		conns:   make(chan net.Conn),
 		role:    RoleCandidate,
 		state:   StateConnecting,
 		resyncs: map[string]int{},
 	}
 	g.tee.app = g.app
-	node.group = g
 	return g
 }
 
@@ -116,16 +116,17 @@ func advertised(cfg Config, addr string) string {
 // listener. On the way out a leader hands over: it stops taking writes,
 // waits for a follower to catch up and releases the lease.
 func (g *Group) Run(ctx context.Context, replLn net.Listener) error {
-	defer g.app.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// The replication port, the heartbeat, the backend watch and the
+	// leader watch outlive ctx until Run returns: a leader hands over
+	// after ctx ends.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	wg.Go(func() { g.watch.run(runCtx) })
 	if err := g.recover(ctx); err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	// The replication port, the heartbeat and the leader watch outlive
-	// ctx until Run returns: a leader hands over after ctx ends.
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
 	wg.Go(func() { g.acceptRepl(runCtx, replLn) })
 	wg.Go(func() { g.heartbeat(runCtx) })
 
@@ -147,7 +148,7 @@ func (g *Group) Run(ctx context.Context, replLn net.Listener) error {
 			// Our own lease from before a restart: its nonce is not
 			// ours to renew. Wait for it to expire.
 			g.setRole(RoleCandidate, StateConnecting, cur)
-			g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+			g.store.SetRoute(Route{Mode: RouteNone})
 			cur = g.waitChange(ctx, cur, watch, 0)
 		default:
 			cur = g.campaign(ctx, cur, watch)
@@ -158,12 +159,22 @@ func (g *Group) Run(ctx context.Context, replLn net.Listener) error {
 
 // recover reconciles the backlog with the store at start. The store is the
 // truth for a follower: a backlog ahead of or behind it restarts at the
-// store's position. A store marked as leading crashed while it led, so it
-// may hold writes no backlog has: it full-resyncs before it follows.
+// store's position. A store the Store finds left leading by a crash may
+// hold writes no backlog has: it full-resyncs before it follows.
 func (g *Group) recover(ctx context.Context) error {
+	needFull, err := g.store.Recover(ctx, g.rl.Last())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	if needFull {
+		g.needFull = true
+		g.log.Warn().Msg("the store was leading when this node stopped: it may hold unlogged writes, and will full-resync before it follows")
+	}
 	var pos backlog.Position
 	for {
-		var err error
 		if pos, err = g.app.Position(ctx); err == nil {
 			break
 		}
@@ -173,14 +184,6 @@ func (g *Group) recover(ctx context.Context) error {
 			return nil
 		case <-time.After(500 * time.Millisecond):
 		}
-	}
-	v, err := g.app.Do(ctx, []byte("GET"), []byte(resp.LeadingKey))
-	if err != nil {
-		return fmt.Errorf("read leading mark: %w", err)
-	}
-	if v.Kind == resp.Bulk {
-		g.needFull = true
-		g.log.Warn().Str("epoch", string(v.Str)).Msg("the store was leading when this node stopped: it may hold unlogged writes, and will full-resync before it follows")
 	}
 	if last := g.rl.Last(); last != pos {
 		g.log.Info().Stringer("backlog", last).Stringer("store", pos).Msg("backlog restarts at the store's position")
@@ -234,7 +237,8 @@ func (g *Group) snapshotServer() fanout.SnapshotServer {
 		TLS: g.sec.replServerTLS(), Allow: g.allowPeer,
 		Snapshot: func(ctx context.Context, node, target string) (backlog.Position, error) {
 			g.tee.mu.Lock()
-			defer g.tee.mu.Unlock()
+			resume := resumeOnce(g.tee.mu.Unlock)
+			defer resume()
 			if g.currentFollower() == nil {
 				return backlog.Position{}, errors.New("not following: no consistent position to copy at")
 			}
@@ -242,14 +246,8 @@ func (g *Group) snapshotServer() fanout.SnapshotServer {
 			if err != nil {
 				return backlog.Position{}, err
 			}
-			opts := g.sec.snapshotOptions(g.cfg)
-			opts.Position = &pos
-			opts.Progress = func(st resp.SnapshotStats) {
-				g.log.Info().Str("target", target).Str("for", node).Int64("keys", st.Keys).Int64("bytes", st.Bytes).
-					Float64("keys_per_sec", st.KeysPerSec).Dur("eta", st.ETA).Bool("done", st.Done).Msg("full resync copy (from this follower)")
-			}
-			_, err = resp.CopySnapshot(ctx, g.cfg.Backend, target, opts)
-			return pos, err
+			g.log.Info().Str("for", node).Str("target", target).Stringer("position", pos).Msg("full resync copy from this follower")
+			return pos, g.store.FollowerSnapshot(ctx, node, target, pos, resume)
 		}}
 }
 
@@ -286,7 +284,7 @@ func (g *Group) member() election.Member {
 	return election.Member{
 		Node: g.cfg.NodeID, Addrs: g.addrs, Role: g.role,
 		Epoch: g.rl.Epoch(), LastEpoch: last.Epoch, Applied: last.Offset,
-		Healthy: g.srv.BackendUp() && !g.needFull, ISRMember: inISR,
+		Healthy: g.store.BackendUp() && !g.needFull, ISRMember: inISR,
 	}
 }
 
@@ -348,7 +346,7 @@ func (g *Group) waitChange(ctx context.Context, cur election.LeaderInfo, watch <
 // lease, and leads if it wins.
 func (g *Group) campaign(ctx context.Context, cur election.LeaderInfo, watch <-chan election.LeaderInfo) election.LeaderInfo {
 	g.setRole(RoleCandidate, StateConnecting, election.LeaderInfo{})
-	g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	g.store.SetRoute(Route{Mode: RouteNone})
 	step := max(g.cfg.LeaseTTL/4, 50*time.Millisecond)
 	members, err := g.el.Members(ctx)
 	if err != nil {
@@ -464,7 +462,8 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 		InitialISR: dedupe(initial), PublishISR: publish,
 		TLS: g.sec.replServerTLS(), Allow: g.allowPeer,
 		Snapshot: func(sctx context.Context, node, target string) (backlog.Position, error) {
-			return g.node.SnapshotInto(sctx, g.srv, target, g.log)
+			log.Info().Str("for", node).Str("target", target).Msg("full resync copy from this leader")
+			return g.store.LeaderSnapshot(sctx, node, target)
 		},
 	}, log)
 	if err := publish(ctx, lr.Status().ISR); err != nil {
@@ -473,7 +472,6 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 	g.mu.Lock()
 	g.lrepl = lr
 	g.mu.Unlock()
-	g.node.Repl = lr
 
 	lctx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan struct{})
@@ -489,7 +487,6 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 		g.mu.Lock()
 		g.lrepl = nil
 		g.mu.Unlock()
-		g.node.Repl = nil
 	}
 
 	// Wait out the old lease unless it was released. Followers already
@@ -511,15 +508,19 @@ func (g *Group) lead(ctx context.Context, lease election.Leadership, isr electio
 	if !lease.Valid() || ctx.Err() != nil {
 		return fail("lease lost before serving", lease.Err())
 	}
-	if _, err := g.app.Do(ctx, []byte("SET"), []byte(resp.LeadingKey), []byte(strconv.FormatUint(lease.Epoch(), 10))); err != nil {
+	if err := g.store.MarkLeading(ctx, lease.Epoch()); err != nil {
 		return fail("cannot mark the store as leading; stepping down", err)
 	}
 	if err := g.rl.BecomeLeader(lease.Epoch(), lease); err != nil {
 		return fail("cannot lead", err)
 	}
+	captureDone, err := g.store.StartCapture(ctx)
+	if err != nil {
+		return fail("cannot start capturing the backend's writes; stepping down", err)
+	}
 	// The followers that connected during the wait count at once.
 	lr.update()
-	g.srv.SetRoute(resp.Route{Mode: resp.RouteLocal, LocalReads: g.cfg.ReadPolicy != ReadLeader})
+	g.store.SetRoute(Route{Mode: RouteLocal, LocalReads: g.cfg.ReadPolicy != ReadLeader})
 	g.setState(StateStreaming)
 	log.Info().Msg("leading")
 
@@ -553,8 +554,14 @@ loop:
 				g.setState(StateFenced)
 				break loop
 			}
+		case err := <-captureDone:
+			log.Warn().Err(err).Msg("the capture of the backend's writes stopped: stepping down")
+			rctx, cancel := context.WithTimeout(context.Background(), g.cfg.LeaseTTL)
+			_ = lease.Release(rctx)
+			cancel()
+			break loop
 		case <-health.C:
-			if g.srv.BackendUp() {
+			if g.store.BackendUp() {
 				unhealthy = 0
 				continue
 			}
@@ -578,10 +585,16 @@ loop:
 // caught-up follower takes over at once and no client sees an error.
 func (g *Group) handover(lease election.Leadership, lr *LeaderReplication, log zerolog.Logger) (successor bool) {
 	g.setState(StateHandover)
-	g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	g.store.SetRoute(Route{Mode: RouteNone})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.LeaseTTL)
 	defer cancel()
-	drained := g.srv.WaitWritesIdle(ctx) == nil
+	drained := g.store.WaitWritesIdle(ctx) == nil
+	// Everything the store committed is logged before the followers are
+	// waited for (a capture trails the backend's commits).
+	if err := g.store.StopCapture(ctx); err != nil {
+		log.Warn().Err(err).Msg("the capture did not catch up with the backend during the handover")
+		drained = false
+	}
 	last := g.rl.Last()
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
@@ -609,8 +622,8 @@ wait:
 	g.rl.BeginStepDown()
 	g.rl.BecomeFollower()
 	if drained {
-		if err := g.app.SetPosition(ctx, last); err == nil {
-			_, _ = g.app.Do(ctx, []byte("DEL"), []byte(resp.LeadingKey))
+		if err := g.store.SteppedDown(ctx, last); err != nil {
+			log.Warn().Err(err).Msg("could not mark the store's position after the handover")
 		}
 	}
 	// A fresh context: the wait above may have used this one up.
@@ -639,7 +652,7 @@ func (g *Group) forwardToSuccessor(watch <-chan election.LeaderInfo, log zerolog
 				return
 			}
 			if next.Held() && next.Node != g.cfg.NodeID {
-				g.srv.SetRoute(resp.Route{Mode: resp.RouteForward, Leader: next.Addrs.Client})
+				g.store.SetRoute(Route{Mode: RouteForward, Leader: next.Addrs.Client})
 				log.Info().Str("successor", next.Node).Msg("forwarding to the successor while clients move")
 				time.Sleep(min(g.cfg.LeaseTTL, time.Second))
 				return
@@ -653,32 +666,34 @@ func (g *Group) forwardToSuccessor(watch <-chan election.LeaderInfo, log zerolog
 // backlog's end, from where it follows (or full-resyncs if the new leader
 // lacks part of it).
 func (g *Group) stepDown(ctx context.Context, lease election.Leadership, log zerolog.Logger) {
-	g.srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	g.store.SetRoute(Route{Mode: RouteNone})
 	if !g.rl.IsLeader() {
 		return
 	}
 	g.rl.BeginStepDown()
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(g.cfg.LeaseTTL, 2*time.Second))
 	defer cancel()
-	drained := g.srv.WaitWritesIdle(bctx) == nil
+	drained := g.store.WaitWritesIdle(bctx) == nil
+	captureErr := g.store.StopCapture(bctx)
 	g.rl.BecomeFollower()
-	if !drained {
+	needFull := func(why string, err error) {
 		g.mu.Lock()
 		g.needFull = true
 		g.mu.Unlock()
-		log.Warn().Msg("could not drain the writer while stepping down: full resync before following")
+		log.Warn().Err(err).Msg(why + ": full resync before following")
+	}
+	switch {
+	case !drained:
+		needFull("could not drain the writer while stepping down", nil)
+		return
+	case captureErr != nil:
+		needFull("the capture did not catch up with the backend while stepping down", captureErr)
 		return
 	}
 	last := g.rl.Last()
-	if err := g.app.SetPosition(bctx, last); err != nil {
-		g.mu.Lock()
-		g.needFull = true
-		g.mu.Unlock()
-		log.Warn().Err(err).Msg("could not mark the store's position: full resync before following")
+	if err := g.store.SteppedDown(bctx, last); err != nil {
+		needFull("could not mark the store's position", err)
 		return
-	}
-	if _, err := g.app.Do(bctx, []byte("DEL"), []byte(resp.LeadingKey)); err != nil {
-		log.Warn().Err(err).Msg("clear the leading mark")
 	}
 	log.Info().Stringer("position", last).Msg("stepped down")
 }
@@ -690,7 +705,7 @@ func (g *Group) follow(ctx context.Context, leader election.LeaderInfo, watch <-
 	g.lastHolder = leader.Node
 	g.mu.Unlock()
 	route := func() {
-		g.srv.SetRoute(resp.Route{Mode: resp.RouteForward, Leader: leader.Addrs.Client, LocalReads: g.localReadsOK()})
+		g.store.SetRoute(Route{Mode: RouteForward, Leader: leader.Addrs.Client, LocalReads: g.localReadsOK()})
 	}
 	route()
 	fctx, cancel := context.WithCancel(ctx)
@@ -857,7 +872,7 @@ type teeApplier struct {
 	// mu is held while applying; a snapshot served from this store holds
 	// it to pause the apply at one position.
 	mu  sync.Mutex
-	app *resp.Applier
+	app StoreApplier
 	rl  *ReplLog
 	// applyErrors counts failed applies to the store, for
 	// replicar_backend_errors_total{kind="apply"}.
@@ -936,8 +951,8 @@ func (g *Group) Counters() (elections, fenced uint64, resyncs map[string]uint64)
 	return uint64(g.elections), g.fenced, map[string]uint64{"partial": partial, "full": uint64(g.resyncs["full"])}
 }
 
-// fill completes the front end's status with the node's role.
-func (g *Group) fill(st *resp.Status) {
+// fill completes a node's status with its role in the group.
+func (g *Group) fill(st *Status) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st.Role, st.State = g.role, g.state
@@ -954,4 +969,16 @@ func (g *Group) fill(st *resp.Status) {
 	if g.role != RoleLeader {
 		st.Followers = nil
 	}
+}
+
+// leaderRepl is the replication this node serves as leader, nil otherwise.
+func (g *Group) leaderRepl() *LeaderReplication {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lrepl
+}
+
+// status is the node's status as /status reports it.
+func (g *Group) status() Status {
+	return nodeStatus(g.cfg, g.rl, g, nil)
 }

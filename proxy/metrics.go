@@ -10,7 +10,6 @@ import (
 
 	"github.com/replicar/replicar/ackpolicy"
 	"github.com/replicar/replicar/election"
-	"github.com/replicar/replicar/protocols/resp"
 )
 
 // This file is the node's instrumentation: the metrics /metrics exports
@@ -157,7 +156,7 @@ func b2f(b bool) float64 {
 // frontCollector exports the client front end's counters and the node's
 // error counters, read at scrape time from where they are kept.
 type frontCollector struct {
-	stats *resp.Stats
+	stats func() frontStats
 	// fencedRequests counts requests refused because the lease had
 	// lapsed (nil on a router).
 	fencedRequests func() uint64
@@ -188,14 +187,14 @@ func (c *frontCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	s := c.stats
-	counter(descCommands, float64(s.Commands.Load()))
-	counter(descConnections, float64(s.Connections.Load()))
-	counter(descRejected, float64(s.Rejected.Load()))
-	counter(descWritesLogged, float64(s.WritesLogged.Load()))
-	counter(descWritesRefused, float64(s.WritesRefused.Load()))
-	counter(descUncommitted, float64(s.Uncommitted.Load()))
-	counter(descProtoErrors, float64(s.ProtocolErrors.Load()))
+	s := c.stats()
+	counter(descCommands, float64(s.Commands))
+	counter(descConnections, float64(s.Connections))
+	counter(descRejected, float64(s.Rejected))
+	counter(descWritesLogged, float64(s.WritesLogged))
+	counter(descWritesRefused, float64(s.WritesRefused))
+	counter(descUncommitted, float64(s.Uncommitted))
+	counter(descProtoErrors, float64(s.ProtocolErrors))
 	if c.fencedRequests != nil {
 		counter(descFencedReqs, float64(c.fencedRequests()))
 	}
@@ -268,17 +267,11 @@ func (b *backendWatch) observe(up bool) {
 }
 
 // serveNodeHTTP runs a node's HTTP endpoints until ctx ends.
-func serveNodeHTTP(ctx context.Context, cfg Config, rl *ReplLog, node *RedisNode, srv *resp.Server, group *Group, el election.Elector, logger zerolog.Logger) error {
-	ping := resp.NewApplier(cfg.Backend, group.sec.applierOptions(cfg))
-	defer ping.Close()
-	watch := &backendWatch{up: srv.BackendUp, probe: func(ctx context.Context) error {
-		_, err := ping.Do(ctx, []byte("PING"))
-		return err
-	}}
-	go watch.run(ctx)
+func serveNodeHTTP(ctx context.Context, cfg Config, rl *ReplLog, store nodeStore, group *Group, el election.Elector, logger zerolog.Logger) error {
 	httpAddr := advertised(cfg, cfg.HTTPListen)
 	status := func() Status {
-		st := StatusFromRESP(node.Status(), watch.Up())
+		st := group.status()
+		st.BackendUp = group.watch.Up()
 		st.Elections, st.Fenced, st.Resyncs = group.Counters()
 		st.ReadPolicy = string(cfg.ReadPolicy)
 		st.LeaseLapsed = st.Role == RoleLeader && rl.LeaseLapsed()
@@ -292,12 +285,12 @@ func serveNodeHTTP(ctx context.Context, cfg Config, rl *ReplLog, node *RedisNode
 		Status:  status,
 		Members: el.Members,
 		Collectors: []prometheus.Collector{rl.AckLatency(), &frontCollector{
-			stats:          srv.Stats(),
+			stats:          store.stats,
 			fencedRequests: rl.Fenced,
 			backend: func() map[string]uint64 {
 				return map[string]uint64{
-					"unavailable":   watch.downs.Load(),
-					"write_unknown": uint64(srv.Stats().WritesUnknown.Load()),
+					"unavailable":   group.watch.downs.Load(),
+					"write_unknown": uint64(store.stats().WritesUnknown),
 					"apply":         group.tee.applyErrors.Load(),
 				}
 			},
@@ -306,18 +299,20 @@ func serveNodeHTTP(ctx context.Context, cfg Config, rl *ReplLog, node *RedisNode
 	return ServeHTTP(ctx, cfg.HTTPListen, NewHTTPHandlerWith(opts), logger)
 }
 
-// serveRouterHTTP runs a router's HTTP endpoints until ctx ends.
-func serveRouterHTTP(ctx context.Context, cfg Config, r *router, srv *resp.Server, el election.Elector, logger zerolog.Logger) error {
+// serveRouterHTTP runs a router's HTTP endpoints until ctx ends. forwarding
+// says whether the front end has a leader to forward to.
+func serveRouterHTTP(ctx context.Context, cfg Config, r *router, forwarding func() bool, stats func() frontStats, el election.Elector, logger zerolog.Logger) error {
 	httpAddr := advertised(cfg, cfg.HTTPListen)
 	opts := HTTPOptions{
 		Status: func() Status {
 			// A router has no backend: "up" says it can forward.
-			st := StatusFromRESP(r.Status(), srv.Route().Mode == resp.RouteForward)
+			st := r.status()
+			st.BackendUp = forwarding()
 			st.HTTP = httpAddr
 			return st
 		},
 		Members:    el.Members,
-		Collectors: []prometheus.Collector{&frontCollector{stats: srv.Stats()}},
+		Collectors: []prometheus.Collector{&frontCollector{stats: stats}},
 	}
 	return ServeHTTP(ctx, cfg.HTTPListen, NewHTTPHandlerWith(opts), logger)
 }

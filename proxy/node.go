@@ -8,15 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/replicar/replicar/ackpolicy"
-	"github.com/replicar/replicar/backlog"
 	"github.com/replicar/replicar/backlog/wal"
 	"github.com/replicar/replicar/election"
-	"github.com/replicar/replicar/protocols/resp"
 )
 
 // Run runs a node of its group with cfg until ctx ends: the client port,
@@ -25,8 +22,8 @@ import (
 // passed Validate. A leader asked to stop hands over first.
 func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	switch {
-	case cfg.Protocol != ProtocolRedis:
-		return fmt.Errorf("REPLICAR_PROTOCOL=%s: %w", cfg.Protocol, ErrNotImplemented)
+	case cfg.Protocol == ProtocolMySQL && cfg.MySQLFormat != MySQLRow:
+		return fmt.Errorf("%sMYSQL_FORMAT=%s: %w (the front end logs no statements yet; use row)", EnvPrefix, cfg.MySQLFormat, ErrNotImplemented)
 	case cfg.Backend == "":
 		return RunRouter(ctx, cfg, logger)
 	}
@@ -99,25 +96,21 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	}
 	defer el.Close()
 
-	node := NewRedisNode(rl, cfg, nil)
-	node.sec = sec
-	rc := resp.Config{
-		Listen:            cfg.Listen,
-		Backend:           cfg.Backend,
-		BackendUser:       cfg.BackendUser,
-		BackendPassword:   cfg.BackendPassword,
-		User:              cfg.User,
-		Password:          cfg.Password,
-		MaxClients:        cfg.MaxClients,
-		AckTimeoutDegrade: cfg.AckTimeoutMode == AckTimeoutDegrade,
-		FailoverWait:      max(cfg.FailoverWait, time.Nanosecond),
-		Logger:            logger,
+	var store nodeStore
+	switch cfg.Protocol {
+	case ProtocolMySQL:
+		ms, err := newMySQLStore(cfg, sec, rl, logger)
+		if err != nil {
+			return err
+		}
+		store = ms
+	default:
+		store = newRedisStore(cfg, sec, rl, logger)
 	}
-	sec.respTLS(&rc)
-	srv := resp.NewServer(rc, node)
-	srv.SetRoute(resp.Route{Mode: resp.RouteNone})
-	group := NewGroup(cfg, sec, rl, srv, node, el, policy, logger)
-	clientLn, err := sec.listen(cfg.Listen)
+	defer store.Close()
+	group := NewGroup(cfg, sec, rl, store, el, policy, logger)
+	store.attach(group)
+	clientLn, err := store.listen()
 	if err != nil {
 		return err
 	}
@@ -152,12 +145,12 @@ func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 			}
 		})
 	}
-	run("resp", func() error { return srv.Serve(serveCtx, clientLn) })
+	run(string(cfg.Protocol), func() error { return store.serve(serveCtx, clientLn) })
 	run("group", func() error {
 		defer stopServing()
 		return group.Run(ctx, replLn)
 	})
-	run("http", func() error { return serveNodeHTTP(serveCtx, cfg, rl, node, srv, group, el, logger) })
+	run("http", func() error { return serveNodeHTTP(serveCtx, cfg, rl, store, group, el, logger) })
 	wg.Wait()
 	if parent.Err() != nil {
 		return nil // asked to stop
@@ -175,83 +168,4 @@ func natsReplicas(url string) int {
 		return 3
 	}
 	return 1
-}
-
-// RedisNode adapts a ReplLog to what the RESP front end needs.
-type RedisNode struct {
-	*ReplLog
-	cfg Config
-	// sec is the node's TLS and accounts (nil: plain).
-	sec *Security
-	// Repl is the leader's replication, when it serves followers.
-	Repl *LeaderReplication
-	// group, when the node runs in an elected group, reports its role.
-	group *Group
-}
-
-// SnapshotInto rebuilds a follower's store from this leader's primary: it
-// pauses writes on the ordered writer (reads go on), copies every key with
-// its absolute expiry into target, and sets the target's position to the
-// backlog's last entry, from which the follower then streams. The pause
-// lasts as long as the copy, so a follower is the better source for large
-// stores; this is the leader-with-a-short-pause path of DESIGN.md.
-func (n *RedisNode) SnapshotInto(ctx context.Context, srv *resp.Server, target string, logger zerolog.Logger) (backlog.Position, error) {
-	var pos backlog.Position
-	err := srv.Exclusive(ctx, func() error {
-		pos = n.Last()
-		opts := n.sec.snapshotOptions(n.cfg)
-		opts.Position = &pos
-		opts.Progress = func(st resp.SnapshotStats) {
-			logger.Info().Str("target", target).Int64("keys", st.Keys).Int64("bytes", st.Bytes).
-				Float64("keys_per_sec", st.KeysPerSec).Dur("eta", st.ETA).Bool("done", st.Done).Msg("full resync copy")
-		}
-		_, err := resp.CopySnapshot(ctx, n.backend(), target, opts)
-		return err
-	})
-	if err != nil {
-		return backlog.Position{}, fmt.Errorf("snapshot into %s: %w", target, err)
-	}
-	return pos, nil
-}
-
-func (n *RedisNode) backend() string { return n.cfg.Backend }
-
-// NewRedisNode returns the node for cfg over rl.
-func NewRedisNode(rl *ReplLog, cfg Config, repl *LeaderReplication) *RedisNode {
-	return &RedisNode{ReplLog: rl, cfg: cfg, Repl: repl}
-}
-
-// Status reports the node for REPLICAR INFO.
-func (n *RedisNode) Status() resp.Status {
-	snap := n.Snapshot()
-	st := resp.Status{
-		Node:         n.cfg.NodeID,
-		Group:        n.cfg.Group,
-		Protocol:     string(n.cfg.Protocol),
-		Role:         "leader",
-		State:        "streaming",
-		Epoch:        snap.Epoch,
-		Leader:       n.cfg.NodeID,
-		LeaderAddr:   n.cfg.Listen,
-		Offset:       snap.Last,
-		Committed:    snap.Committed,
-		Applied:      snap.Last,
-		BacklogFirst: snap.First,
-		BacklogBytes: snap.Bytes,
-		BacklogLimit: snap.MaxBytes,
-		ISR:          []string{n.cfg.NodeID},
-		AckPolicy:    snap.Policy,
-	}
-	if n.group != nil {
-		n.group.fill(&st)
-	}
-	if repl := n.Repl; repl != nil && st.Role == "leader" {
-		ls := repl.Status()
-		st.ISR = ls.ISR
-		for _, f := range ls.Followers {
-			st.Followers = append(st.Followers, resp.FollowerStatus{Node: f.Node, Acked: f.Acked,
-				LagEntries: f.LagEntries, LagSeconds: f.LagSeconds, InSync: f.InSync, Connected: f.Connected})
-		}
-	}
-	return st
 }

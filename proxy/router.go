@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/replicar/replicar/ackpolicy"
 	"github.com/replicar/replicar/election"
+	"github.com/replicar/replicar/protocols/mysql"
 	"github.com/replicar/replicar/protocols/resp"
 )
 
@@ -37,17 +39,12 @@ func RunRouter(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	}
 	defer el.Close()
 	r := &router{cfg: cfg}
-	rc := resp.Config{
-		Listen: cfg.Listen, User: cfg.User, Password: cfg.Password, MaxClients: cfg.MaxClients,
-		FailoverWait: max(cfg.FailoverWait, time.Nanosecond), Logger: logger,
+	front, err := newRouterFront(cfg, sec, r, logger)
+	if err != nil {
+		return err
 	}
-	// A router has no store: its "backend" is the leader, which it
-	// reaches with the peer TLS, as a follower forwards.
-	sec.respTLS(&rc)
-	rc.BackendTLS = nil
-	srv := resp.NewServer(rc, r)
-	srv.SetRoute(resp.Route{Mode: resp.RouteNone})
-	clientLn, err := sec.listen(cfg.Listen)
+	front.setRoute(Route{Mode: RouteNone})
+	clientLn, err := front.listen()
 	if err != nil {
 		return err
 	}
@@ -68,16 +65,18 @@ func RunRouter(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 			}
 		})
 	}
-	run("resp", func() error { return srv.Serve(ctx, clientLn) })
-	run("http", func() error { return serveRouterHTTP(ctx, cfg, r, srv, el, logger) })
+	run(string(cfg.Protocol), func() error { return front.serve(ctx, clientLn) })
+	run("http", func() error {
+		return serveRouterHTTP(ctx, cfg, r, func() bool { return front.route().Mode == RouteForward }, front.stats, el, logger)
+	})
 	wg.Go(func() { publishRouter(ctx, cfg, el, logger) })
 	wg.Go(func() {
 		for li := range watch {
 			r.set(li)
 			if li.Held() {
-				srv.SetRoute(resp.Route{Mode: resp.RouteForward, Leader: li.Addrs.Client})
+				front.setRoute(Route{Mode: RouteForward, Leader: li.Addrs.Client})
 			} else {
-				srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+				front.setRoute(Route{Mode: RouteNone})
 			}
 		}
 	})
@@ -108,17 +107,87 @@ func (r *router) Append([]byte) (uint64, error)                 { return 0, errR
 func (r *router) WaitCommitted(context.Context, uint64) error   { return nil }
 func (r *router) WaitReplicas(context.Context, uint64, int) int { return 0 }
 func (r *router) WaitReadable(context.Context) error            { return nil }
-func (r *router) Status() resp.Status                           { return r.status() }
-func (r *router) status() resp.Status {
+func (r *router) Status() resp.Status                           { return respStatus(r.status()) }
+func (r *router) status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := resp.Status{Node: r.cfg.NodeID, Group: r.cfg.Group, Protocol: string(r.cfg.Protocol),
-		Role: "router", State: StateConnecting, Leader: r.leader.Node, LeaderAddr: r.leader.Addrs.Client,
-		Epoch: r.leader.Epoch, AckPolicy: string(r.cfg.AckPolicy)}
+	st := Status{Node: r.cfg.NodeID, Group: r.cfg.Group, Protocol: string(r.cfg.Protocol),
+		Role: election.RoleRouter, State: StateConnecting, Leader: r.leader.Node, LeaderAddr: r.leader.Addrs.Client,
+		Epoch: r.leader.Epoch, AckPolicy: string(r.cfg.AckPolicy), ISR: []string{}, Followers: []FollowerStatus{}}
 	if r.leader.Held() {
 		st.State = StateStreaming
 	}
 	return st
+}
+
+// mysqlRouter is a router's core as the MySQL front end sees it.
+type mysqlRouter struct{ *router }
+
+func (r mysqlRouter) Status() mysql.Status { return mysqlStatus(r.status()) }
+
+// routerFront is a router's client port, whatever its protocol.
+type routerFront struct {
+	listen   func() (net.Listener, error)
+	serve    func(ctx context.Context, ln net.Listener) error
+	setRoute func(Route)
+	route    func() Route
+	stats    func() frontStats
+}
+
+// newRouterFront builds the router's front end for cfg.Protocol. A router
+// has no store: its "backend" is the leader, which it reaches with the
+// peer TLS, as a follower forwards.
+func newRouterFront(cfg Config, sec *Security, r *router, logger zerolog.Logger) (*routerFront, error) {
+	if cfg.Protocol == ProtocolMySQL {
+		mc := mysqlFrontConfig(cfg, sec, logger)
+		srv, err := mysql.NewServer(mc, mysqlRouter{r}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("mysql front end: %w", err)
+		}
+		return &routerFront{
+			listen: func() (net.Listener, error) { return listenTCP(cfg.Listen) },
+			serve:  srv.Serve,
+			setRoute: func(rt Route) {
+				mode := mysql.RouteNone
+				if rt.Mode == RouteForward {
+					mode = mysql.RouteForward
+				}
+				srv.SetRoute(mysql.Route{Mode: mode, Leader: rt.Leader})
+			},
+			route: func() Route {
+				if srv.Route().Mode == mysql.RouteForward {
+					return Route{Mode: RouteForward, Leader: srv.Route().Leader}
+				}
+				return Route{Mode: RouteNone}
+			},
+			stats: func() frontStats { return mysqlFrontStats(srv.Stats(), 0) },
+		}, nil
+	}
+	rc := resp.Config{
+		Listen: cfg.Listen, User: cfg.User, Password: cfg.Password, MaxClients: cfg.MaxClients,
+		FailoverWait: max(cfg.FailoverWait, time.Nanosecond), Logger: logger,
+	}
+	sec.respTLS(&rc)
+	rc.BackendTLS = nil
+	srv := resp.NewServer(rc, r)
+	return &routerFront{
+		listen: func() (net.Listener, error) { return sec.listen(cfg.Listen) },
+		serve:  srv.Serve,
+		setRoute: func(rt Route) {
+			if rt.Mode == RouteForward {
+				srv.SetRoute(resp.Route{Mode: resp.RouteForward, Leader: rt.Leader})
+				return
+			}
+			srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+		},
+		route: func() Route {
+			if rt := srv.Route(); rt.Mode == resp.RouteForward {
+				return Route{Mode: RouteForward, Leader: rt.Leader}
+			}
+			return Route{Mode: RouteNone}
+		},
+		stats: func() frontStats { return respFrontStats(srv.Stats()) },
+	}, nil
 }
 
 // errRouter is a write reaching a router's own core, which cannot happen

@@ -12,6 +12,7 @@ import (
 
 	"github.com/replicar/replicar/election"
 	"github.com/replicar/replicar/internal/tlsconf"
+	"github.com/replicar/replicar/protocols/mysql"
 	"github.com/replicar/replicar/protocols/resp"
 )
 
@@ -34,10 +35,13 @@ func LoadSecurity(cfg Config) (*Security, error) {
 		return nil, fmt.Errorf("%sTLS_*: %w", EnvPrefix, err)
 	}
 	s := &Security{TLS: set}
-	// The users file's syntax is the protocol's: MySQL reads it with
-	// protocols/mysql.LoadUsersFile.
-	if cfg.UsersFile != "" && cfg.Protocol == ProtocolRedis {
-		if s.Users, err = resp.LoadUsersFile(cfg.UsersFile); err != nil {
+	// The users file's syntax is the protocol's.
+	if cfg.UsersFile != "" {
+		load := resp.LoadUsersFile
+		if cfg.Protocol == ProtocolMySQL {
+			load = mysql.LoadUsersFile
+		}
+		if s.Users, err = load(cfg.UsersFile); err != nil {
 			return nil, fmt.Errorf("%sUSERS_FILE: %w", EnvPrefix, err)
 		}
 	}
