@@ -296,10 +296,17 @@ type MisconfiguredError struct {
 	Setting string
 	Problem string
 	Fix     string
+	// Format is the capture format the backend was checked for (row
+	// when empty).
+	Format Format
 }
 
 func (e *MisconfiguredError) Error() string {
-	return fmt.Sprintf("backend %s cannot be used with REPLICAR_MYSQL_FORMAT=row: %s; %s", e.Backend, e.Problem, e.Fix)
+	f := e.Format
+	if f == "" {
+		f = FormatRow
+	}
+	return fmt.Sprintf("backend %s cannot be used with REPLICAR_MYSQL_FORMAT=%s: %s; %s", e.Backend, f, e.Problem, e.Fix)
 }
 
 // CheckBackend connects to the backend with the backend credentials and
@@ -357,6 +364,9 @@ func CheckBackend(ctx context.Context, cfg Config) (BackendInfo, error) {
 			return info, &MisconfiguredError{Backend: cfg.Backend, Setting: "gtid_binlog_pos",
 				Problem: "gtid_binlog_pos cannot be read (" + err.Error() + ")", Fix: "use MariaDB 10.0.2 or later"}
 		}
+	}
+	if cfg.Format == FormatStatement {
+		return info, checkStatementBackend(b, cfg, info)
 	}
 	if cfg.Format != FormatRow {
 		return info, nil

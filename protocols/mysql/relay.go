@@ -76,6 +76,9 @@ func (s *session) relay(binary, fence bool, class Class) (relayResult, error) {
 					return res, s.toClient(s.writeErr(e))
 				}
 			}
+			if !more && s.moreResults {
+				ok.status |= statusMoreResults
+			}
 			if err := s.writeOK(ok); err != nil {
 				return res, errClientGone
 			}
@@ -89,7 +92,7 @@ func (s *session) relay(binary, fence bool, class Class) (relayResult, error) {
 			// COM_SHUTDOWN, COM_DEBUG and COM_SET_OPTION answer with a
 			// bare EOF.
 			res.status, res.sawStatus = eofStatus(p), true
-			return res, s.toClient(s.writeEOF(p))
+			return res, s.toClient(s.writeEOF(s.patchMore(p, false)))
 		case p[0] == hdrLocal:
 			if err := s.localInfile(p); err != nil {
 				return res, err
@@ -144,13 +147,23 @@ func (s *session) relayResultSet(p []byte, binary, fence bool, res *relayResult)
 					return false, s.toClient(s.writeErr(e))
 				}
 			}
-			return more, s.toClient(s.writeEOF(p))
+			return more, s.toClient(s.writeEOF(s.patchMore(p, more)))
 		default:
 			if err := s.cw.writePacket(p); err != nil {
 				return false, errClientGone
 			}
 		}
 	}
+}
+
+// patchMore marks the final EOF of an answer with "more results" when
+// the proxy sends the next statement of a split multi-statement query
+// itself (statement mode).
+func (s *session) patchMore(p []byte, more bool) []byte {
+	if more || !s.moreResults || len(p) < 5 {
+		return p
+	}
+	return eofPacket(leUint16(p[1:]), eofStatus(p)|statusMoreResults)
 }
 
 // drain reads and drops the rest of a multi-result response.

@@ -44,6 +44,10 @@ type Server struct {
 	sessions map[uint32]*session
 	clients  atomic.Int64
 
+	// stmt is statement mode's log, commit order and metadata
+	// (statement.go).
+	stmt stmtLog
+
 	// writesInFlight counts admitted writes not yet answered.
 	writesInFlight atomic.Int64
 	backendUp      atomic.Bool

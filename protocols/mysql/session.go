@@ -61,6 +61,13 @@ type session struct {
 	stmts          map[uint32]*stmt
 	nextStmt       uint32
 	infoBuf        []byte
+
+	// st is statement mode's state (statement.go).
+	st stmtSession
+	// moreResults makes the final packet of the answer being relayed say
+	// more results follow: statement mode runs a multi-statement query
+	// one statement at a time.
+	moreResults bool
 }
 
 // stmt is a prepared statement: the client knows it by the proxy's id,
@@ -78,6 +85,9 @@ type stmt struct {
 	needTypes bool
 	cursor    bool
 	broken    error
+	// long holds COM_STMT_SEND_LONG_DATA per parameter, which statement
+	// mode needs to log the execution.
+	long map[int][]byte
 }
 
 type clientPacket struct {
@@ -464,6 +474,7 @@ func (s *session) connect(target string) *gm.MyError {
 	s.mu.Unlock()
 	old.close()
 	s.txWrites, s.lastGTID, s.tracking = false, "", false
+	s.st.newConnection()
 	if err := s.setup(be, local); err != nil {
 		s.mu.Lock()
 		s.be = nil
@@ -606,6 +617,7 @@ func (s *session) initDB(cmd []byte) error {
 	return s.simple(cmd, func(ok bool) {
 		if ok {
 			s.db = db
+			s.st.stateOK = false
 		}
 	})
 }
@@ -657,6 +669,7 @@ func (s *session) afterResponse(res relayResult) {
 	if !s.inTx {
 		s.txWrites = false
 	}
+	s.st.autocommitOff = res.status&gm.SERVER_STATUS_AUTOCOMMIT == 0
 }
 
 func (s *session) toClient(err error) error {
@@ -712,6 +725,16 @@ func (s *session) query(cmd []byte) error {
 	if err := s.ensureBackend(); err != nil || s.be == nil {
 		return err
 	}
+	if s.stmtMode() {
+		return s.stmtQuery(cmd, q, cl)
+	}
+	_, err := s.runQuery(cmd, q, cl)
+	return err
+}
+
+// runQuery runs a query on the session's backend: admission, the
+// command, the relayed answer.
+func (s *session) runQuery(cmd []byte, q string, cl Classification) (relayResult, error) {
 	if cl.Class == ClassAdmin && s.local() {
 		if rewritten, ok := s.translateKill(q); ok {
 			cmd = append([]byte{gm.COM_QUERY}, rewritten...)
@@ -719,25 +742,33 @@ func (s *session) query(cmd []byte) error {
 	}
 	refusal, fence, admitted := s.admit(cl)
 	if refusal != nil {
-		return s.refuse(cl, refusal)
+		return relayResult{errored: true}, s.refuse(cl, refusal)
 	}
 	if admitted {
 		s.srv.writesInFlight.Add(1)
 		defer s.srv.writesInFlight.Add(-1)
 	}
 	s.setBusy(true)
+	if err := s.queueReset(); err != nil {
+		s.setBusy(false)
+		return relayResult{}, err
+	}
 	if err := s.be.command(cmd); err != nil {
 		s.setBusy(false)
-		return s.backendLost(err)
+		return relayResult{}, s.backendLost(err)
+	}
+	if err := s.skipQueued(); err != nil {
+		s.setBusy(false)
+		return relayResult{}, err
 	}
 	res, err := s.relay(false, fence, cl.Class)
 	s.setBusy(false)
 	s.afterResponse(res)
 	if err != nil {
-		return err
+		return res, err
 	}
 	s.afterQuery(q, cl, res)
-	return nil
+	return res, nil
 }
 
 // refuse answers a statement that was not admitted. A refused COMMIT
@@ -965,30 +996,48 @@ func (s *session) execute(cmd []byte) error {
 	}
 	cmd = s.fixExecute(cmd, st)
 	putUint32(cmd[1:], st.backendID)
-	refusal, fence, admitted := s.admit(st.class)
+	if s.stmtMode() {
+		return s.stmtExecute(cmd, st)
+	}
+	_, err := s.runExecute(cmd, st, st.class)
+	return err
+}
+
+// runExecute runs a COM_STMT_EXECUTE on the session's backend:
+// admission, the command, the relayed answer.
+func (s *session) runExecute(cmd []byte, st *stmt, cl Classification) (relayResult, error) {
+	refusal, fence, admitted := s.admit(cl)
 	if refusal != nil {
-		return s.refuse(st.class, refusal)
+		return relayResult{errored: true}, s.refuse(cl, refusal)
 	}
 	if admitted {
 		s.srv.writesInFlight.Add(1)
 		defer s.srv.writesInFlight.Add(-1)
 	}
 	s.setBusy(true)
+	if err := s.queueReset(); err != nil {
+		s.setBusy(false)
+		return relayResult{}, err
+	}
 	if err := s.be.command(cmd); err != nil {
 		s.setBusy(false)
-		return s.backendLost(err)
+		return relayResult{}, s.backendLost(err)
 	}
-	res, err := s.relay(true, fence, st.class.Class)
+	if err := s.skipQueued(); err != nil {
+		s.setBusy(false)
+		return relayResult{}, err
+	}
+	res, err := s.relay(true, fence, cl.Class)
 	s.setBusy(false)
 	s.afterResponse(res)
 	if err != nil {
-		return err
+		return res, err
 	}
-	if st.class.Class.Writes() && s.inTx {
+	if cl.Class.Writes() && s.inTx {
 		s.txWrites = true
 	}
 	s.setCursor(st, res.cursor)
-	return nil
+	return res, nil
 }
 
 // fixExecute keeps the parameter types of the last execute that sent
@@ -1077,6 +1126,8 @@ func (s *session) stmtNoReply(cmd []byte) error {
 	if cmd[0] == gm.COM_STMT_CLOSE {
 		delete(s.stmts, id)
 		s.setCursor(st, false)
+	} else {
+		s.keepLongData(st, cmd)
 	}
 	if s.lost.Load() {
 		return nil
@@ -1103,6 +1154,7 @@ func (s *session) stmtReset(cmd []byte) error {
 	}
 	putUint32(cmd[1:], st.backendID)
 	s.setCursor(st, false)
+	st.long = nil
 	_, err := s.roundTrip(cmd, false, false)
 	return err
 }
@@ -1131,6 +1183,7 @@ func (s *session) forgetSession() {
 	s.stmts = map[uint32]*stmt{}
 	s.sets = nil
 	s.setOption = -1
+	s.st = stmtSession{}
 	s.clientTracking = false
 	s.txWrites = false
 	s.lastGTID = ""

@@ -42,6 +42,12 @@ var schemaSQL = []string{
 	"INSERT IGNORE INTO " + posTable + " (id, epoch, `offset`) VALUES (1, 0, 0)",
 }
 
+// SchemaSQL returns the statements that create Schema and the position
+// table if they are missing. Statement mode's front end runs them on the
+// leader's backend, whose transactions record their own position in the
+// same table.
+func SchemaSQL() []string { return append([]string(nil), schemaSQL...) }
+
 // ensureSchema creates Schema and the position table if missing, without
 // writing them to the binlog (the session has sql_log_bin=0).
 func ensureSchema(ctx context.Context, conn *sql.Conn) error {

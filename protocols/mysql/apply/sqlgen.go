@@ -19,6 +19,12 @@ type chunk struct {
 	expect []int64
 	// offsets holds the entry each statement comes from.
 	offsets []uint64
+	// loose says the chunk holds a logged statement (statement mode),
+	// which may answer with a result set (a SELECT of a function that
+	// writes, a DELETE … RETURNING): the driver counts no affected rows
+	// for those, so the number of counts is not checked. The checks that
+	// matter run on the server (stmt) either way.
+	loose bool
 }
 
 // env is what rendering needs to know about the target server: how to
@@ -179,6 +185,7 @@ func (w *txWriter) statement(s *rowlog.Statement) error {
 	}
 	w.dirty = true
 	w.stmt([]byte(s.SQL), noCheck)
+	w.cur.loose = true
 	return nil
 }
 
