@@ -219,6 +219,15 @@ func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv 
 			progress("%s %s: %.0f tps, p50 %.2fms, p95 %.2fms (load %s)", s.key, w, r.tps, r.p50, r.p95, load)
 		}
 	}
+	if err := t.settle(ctx); err != nil {
+		progress("%s: after the runs: %v", s.key, err)
+	} else if c := compareCopies(ctx, t.copies, sb.db, sb.tables); c != "" {
+		progress("%s: %s", s.key, c)
+		last := workloads[len(workloads)-1]
+		o := out[last]
+		o.note = strings.TrimPrefix(o.note+"; "+c, "; ")
+		out[last] = o
+	}
 	return out
 }
 

@@ -24,6 +24,9 @@ import (
 // target is a running setup sysbench can be pointed at.
 type target struct {
 	ep endpoint
+	// copies are the stores that should end up equal: the primary's (or
+	// the leader's mariadbd) first, then the replicas'.
+	copies []endpoint
 	// settle waits until every replica has what the primary has, so a run
 	// does not start with the previous one's replication backlog.
 	settle func(ctx context.Context) error
@@ -183,7 +186,7 @@ func startNative(ctx context.Context, s *servers, semi bool) (*target, error) {
 			return nil, err
 		}
 	}
-	t := &target{ep: pep, stop: stop}
+	t := &target{ep: pep, copies: append([]endpoint{pep}, replicas...), stop: stop}
 	t.settle = func(ctx context.Context) error {
 		pos, err := queryString(ctx, pep, "SELECT @@gtid_binlog_pos")
 		if err != nil {
@@ -360,7 +363,14 @@ func startReplicar(ctx context.Context, s *servers, bin string, p policy) (*targ
 		return nil, err
 	}
 	t := &target{ep: endpoint{addr: leader.client, user: proxyUser, password: proxyPassword}, stop: stop}
-	t.settle = func(ctx context.Context) error { return waitCaughtUp(ctx, leader, 5*time.Minute) }
+	for i, n := range nodes {
+		if n == leader {
+			t.copies = append([]endpoint{rootEndpoint(ms[i])}, t.copies...)
+		} else {
+			t.copies = append(t.copies, rootEndpoint(ms[i]))
+		}
+	}
+	t.settle = func(ctx context.Context) error { return waitCaughtUp(ctx, leader, nodes, 5*time.Minute) }
 	t.watch = func(context.Context) func() string {
 		return func() string {
 			var st nodeStatus
@@ -504,8 +514,9 @@ func waitLeader(ctx context.Context, nodes []*node, d time.Duration) (*node, err
 }
 
 // waitCaughtUp waits until the leader sees both followers in sync with no
-// entries left to send.
-func waitCaughtUp(ctx context.Context, leader *node, d time.Duration) error {
+// entries left to send, and each follower has applied the leader's last
+// entry to its mariadbd.
+func waitCaughtUp(ctx context.Context, leader *node, nodes []*node, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
 		var st nodeStatus
@@ -514,6 +525,15 @@ func waitCaughtUp(ctx context.Context, leader *node, d time.Duration) error {
 			caught := true
 			for _, f := range st.Followers {
 				caught = caught && f.InSync && f.LagEntries == 0
+			}
+			for _, n := range nodes {
+				var fs nodeStatus
+				if n == leader || !caught {
+					continue
+				}
+				if e := getJSON("http://"+n.http+"/status", &fs); e != nil || fs.Applied < st.Offset {
+					caught = false
+				}
 			}
 			if caught {
 				return nil
@@ -545,4 +565,54 @@ func freeAddr() (string, error) {
 		return "", err
 	}
 	return "127.0.0.1:" + strconv.Itoa(port), nil
+}
+
+// compareCopies checks that every copy has the same sbtest tables as the
+// first, by CHECKSUM TABLE: proof that the replicas really received what
+// was measured.
+func compareCopies(ctx context.Context, copies []endpoint, db string, tables int) string {
+	if len(copies) < 2 {
+		return ""
+	}
+	names := make([]string, tables)
+	for i := range names {
+		names[i] = db + ".sbtest" + strconv.Itoa(i+1)
+	}
+	q := "CHECKSUM TABLE " + strings.Join(names, ", ")
+	sums := func(ep endpoint) (string, error) {
+		d, err := openDB(ep, "")
+		if err != nil {
+			return "", err
+		}
+		defer d.Close()
+		rows, err := d.QueryContext(ctx, q)
+		if err != nil {
+			return "", fmt.Errorf("checksum on %s: %w", ep.addr, err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var name string
+			var sum sql.NullString
+			if err := rows.Scan(&name, &sum); err != nil {
+				return "", err
+			}
+			out = append(out, name+"="+sum.String)
+		}
+		return strings.Join(out, " "), rows.Err()
+	}
+	want, err := sums(copies[0])
+	if err != nil {
+		return "CHECKSUM TABLE failed: " + err.Error()
+	}
+	for _, c := range copies[1:] {
+		got, err := sums(c)
+		if err != nil {
+			return "CHECKSUM TABLE failed: " + err.Error()
+		}
+		if got != want {
+			return fmt.Sprintf("COPIES DIFFER: %s has %s, %s has %s", copies[0].addr, want, c.addr, got)
+		}
+	}
+	return fmt.Sprintf("all %d copies equal after the runs (CHECKSUM TABLE of the %d tables)", len(copies), tables)
 }
