@@ -443,9 +443,51 @@ func (s *session) ensureBackend() error {
 		}
 	}
 	if e := s.connect(target); e != nil {
+		if rt.Mode == RouteForward && unreachable(e) {
+			return s.awaitLeader(target, changed, e)
+		}
 		return s.writeErr(e)
 	}
 	return nil
+}
+
+// unreachable says whether a connect error means the target could not be
+// reached at all (no MySQL error came back from it).
+func unreachable(e *gm.MyError) bool {
+	return e.Code == gm.ER_UNKNOWN_ERROR && strings.HasPrefix(e.Message, "ERR backend unavailable")
+}
+
+// awaitLeader handles a leader that cannot be reached: it has most likely
+// died, and the election has not moved the route yet. As during an
+// election, the statement (which has not been sent) waits up to
+// FailoverWait: the dial is retried, and a new route is followed, before
+// the client gets TRYAGAIN.
+func (s *session) awaitLeader(target string, changed <-chan struct{}, first *gm.MyError) error {
+	wait := s.srv.cfg.FailoverWait
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	retry := time.NewTicker(100 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		select {
+		case <-deadline.C:
+			return s.writeErr(tryAgainError(wait, "leader "+target+" unreachable: "+first.Message))
+		case <-s.ctx.Done():
+			return fatal{}
+		case <-changed:
+			// A new route (a new leader, an election, or this node): the
+			// statement starts over on it.
+			return s.ensureBackend()
+		case <-retry.C:
+			e := s.connect(target)
+			if e == nil {
+				return nil
+			}
+			if !unreachable(e) {
+				return s.writeErr(e)
+			}
+		}
+	}
 }
 
 // connect opens a backend session on target and carries the client's
