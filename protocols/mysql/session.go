@@ -165,6 +165,12 @@ func (s *session) start(c *server.Conn) error {
 		return nil
 	}
 	if e := s.connect(rt.target()); e != nil {
+		if rt.Mode == RouteForward && unreachable(e) {
+			// The leader is unreachable (it died, and the election has
+			// not moved the route yet): the first statement waits for
+			// one, as during an election.
+			return nil
+		}
 		return e
 	}
 	return nil
