@@ -50,6 +50,11 @@ func (s *Server) SetAppender(a Appender) {
 		return
 	}
 	s.stmt.app.Store(&appenderRef{a})
+	// The first commit of the leadership clears the store's commit marks
+	// of an earlier one.
+	s.stmt.schemaMu.Lock()
+	s.stmt.schemaDone = false
+	s.stmt.schemaMu.Unlock()
 }
 
 // StatementLogErr reports why statement mode stopped taking writes: a
@@ -76,11 +81,16 @@ type StatementStats struct {
 	Statements atomic.Int64
 	// Refused counts statements refused as unsafe.
 	Refused atomic.Int64
-	// LockWait and LockHeld are the nanoseconds spent waiting for and
-	// holding the commit lock, over LockAcquired acquisitions.
-	LockWait     atomic.Int64
-	LockHeld     atomic.Int64
-	LockAcquired atomic.Int64
+	// Commits counts COMMITs (and autocommit writes) run in commit
+	// order; OrderWait is the nanoseconds commits and exclusive statements
+	// spent waiting for the order (earlier tickets to append, an exclusive
+	// statement to finish).
+	Commits   atomic.Int64
+	OrderWait atomic.Int64
+	// Exclusive counts the statements run holding the order alone (DDL,
+	// writes to non-transactional tables), for ExclusiveHeld nanoseconds.
+	Exclusive     atomic.Int64
+	ExclusiveHeld atomic.Int64
 	// Retries counts DDL (and non-transactional writes) run again after
 	// a lock they waited for was held by a transaction that must commit
 	// first.
@@ -95,13 +105,12 @@ type appenderRef struct{ a Appender }
 // stmtLog is statement mode's part of a Server.
 type stmtLog struct {
 	app atomic.Pointer[appenderRef]
-	// commitMu is the commit order: it is held from sending a COMMIT to
-	// appending its entry, so that entries are appended in the order the
-	// primary committed them (see doc.go).
-	commitMu sync.Mutex
-	broken   atomic.Pointer[error]
-	meta     stmtMeta
-	stats    StatementStats
+	// seq is the commit order (statement_order.go).
+	seq     *sequencer
+	seqOnce sync.Once
+	broken  atomic.Pointer[error]
+	meta    stmtMeta
+	stats   StatementStats
 
 	schemaMu   sync.Mutex
 	schemaDone bool
@@ -130,18 +139,10 @@ func (l *stmtLog) unavailable() *gm.MyError {
 	return nil
 }
 
-// lock takes the commit lock and returns a function releasing it, which
-// keeps the lock statistics.
-func (l *stmtLog) lock() func() {
-	start := time.Now()
-	l.commitMu.Lock()
-	got := time.Now()
-	l.stats.LockWait.Add(int64(got.Sub(start)))
-	l.stats.LockAcquired.Add(1)
-	return func() {
-		l.stats.LockHeld.Add(int64(time.Since(got)))
-		l.commitMu.Unlock()
-	}
+// sequencer returns the commit order.
+func (l *stmtLog) sequencer() *sequencer {
+	l.seqOnce.Do(func() { l.seq = newSequencer(&l.stats) })
+	return l.seq
 }
 
 // unsafeError is the answer to a statement that cannot be logged safely.
@@ -151,6 +152,17 @@ func unsafeError(why string) *gm.MyError {
 
 // posTable is the position table in every backend (apply package).
 const posTable = "`" + rowlog.InternalSchema + "`.`pos`"
+
+// commitTable holds, on a statement-mode leader's store, one row per
+// logged transaction, written by the transaction itself: the store says
+// which entries it holds even if the node dies between a COMMIT and its
+// append. One row per commit, not the single position row, so that
+// concurrent commits do not queue on its lock. Old rows are pruned.
+const commitTable = "`" + rowlog.InternalSchema + "`.`stmt_log`"
+
+// pruneEvery is how many offsets apart commitTable is pruned, keeping
+// the last pruneEvery rows.
+const pruneEvery = 1024
 
 // stmtSession is a client session's statement-mode state.
 type stmtSession struct {
@@ -1197,11 +1209,19 @@ func (s *session) commitLogged(commitCmd []byte) (okPacket, uint64, *gm.MyError,
 		return okPacket{}, 0, newError(codeNotExecuted, "TRYAGAIN the transaction cannot be logged ("+why+"); it was rolled back"), nil
 	}
 	if err := s.ensureSchema(); err != nil {
-		s.srv.log.Warn().Err(err).Msg("statement mode: cannot create the position table; commits are logged without a position in the store")
+		s.srv.log.Warn().Err(err).Msg("statement mode: cannot create the commit table; commits are logged without their mark in the store")
 	}
-	unlock := sl.lock()
-	epoch, next := app.Next()
-	marker := fmt.Sprintf("UPDATE %s SET epoch=%d, `offset`=%d WHERE id=1", posTable, epoch, next)
+	seq := sl.sequencer()
+	release := seq.shared()
+	defer release()
+	epoch, next := seq.take(app)
+	sl.stats.Commits.Add(1)
+	// A plain INSERT: an INSERT … ON DUPLICATE KEY UPDATE would take
+	// next-key locks for its duplicate check, and concurrent commits, all
+	// inserting at the end of the index, would queue on them. Offsets do
+	// not repeat within a leadership, and the table is cleared when one
+	// begins.
+	marker := fmt.Sprintf("INSERT INTO %s (`offset`, epoch) VALUES (%d, %d)", commitTable, next, epoch)
 	err := be.queueQuery(marker)
 	if err == nil {
 		err = be.queue(commitCmd)
@@ -1217,47 +1237,52 @@ func (s *session) commitLogged(commitCmd []byte) (okPacket, uint64, *gm.MyError,
 		cres, err = be.readResponse()
 	}
 	if err != nil {
-		// The COMMIT's fate is unknown: the position it would have
-		// recorded tells.
+		// The COMMIT's fate is unknown: the mark it would have written
+		// tells.
 		committed, rerr := s.srv.committedAt(epoch, next)
-		if rerr == nil && committed {
-			s.appendLocked(app, payload, next, len(changes), rowlog.KindTx)
-		} else if rerr != nil {
+		if rerr != nil {
 			sl.fail(fmt.Errorf("connection lost during a COMMIT whose outcome cannot be read (%v)", rerr))
+			committed = false
 		}
-		unlock()
+		if committed {
+			s.finishEntry(app, next, payload, len(changes), rowlog.KindTx)
+		} else {
+			s.finishEntry(app, next, nil, 0, rowlog.KindTx)
+		}
 		return okPacket{}, 0, nil, s.backendLost(err)
 	}
 	if cres.err != nil {
-		unlock()
+		s.finishEntry(app, next, nil, 0, rowlog.KindTx)
 		if err := s.probeTx(); err != nil {
 			return okPacket{}, 0, nil, err
 		}
 		return okPacket{}, 0, cres.err, nil
 	}
 	if mres.err != nil {
-		s.srv.log.Warn().Str("error", mres.err.Error()).Msg("statement mode: the store's position was not recorded with the commit")
+		s.srv.log.Warn().Str("error", mres.err.Error()).Msg("statement mode: the commit's mark was not written in the store")
 	}
-	off, e := s.appendLocked(app, payload, next, len(changes), rowlog.KindTx)
-	unlock()
+	off, e := s.finishEntry(app, next, payload, len(changes), rowlog.KindTx)
 	s.afterResponse(relayResult{status: cres.ok.status, sawStatus: true})
 	return cres.ok, off, e, nil
 }
 
-// appendLocked appends a committed transaction's entry (the commit lock
-// is held). A failure is the client's UNCOMMITTED answer and stops
-// statement mode.
-func (s *session) appendLocked(app Appender, payload []byte, next uint64, statements int, kind rowlog.Kind) (uint64, *gm.MyError) {
+// finishEntry appends the entry of ticket next in commit order (nil
+// payload: an empty one, for a COMMIT that failed). A failure is the
+// client's UNCOMMITTED answer and stops statement mode.
+func (s *session) finishEntry(app Appender, next uint64, payload []byte, statements int, kind rowlog.Kind) (uint64, *gm.MyError) {
 	sl := &s.srv.stmt
-	off, err := app.Append(context.Background(), payload)
+	off, err := sl.sequencer().finish(app, next, payload)
 	if err != nil {
 		err = fmt.Errorf("append of a committed transaction failed: %w", err)
 		sl.fail(err)
 		s.srv.log.Error().Err(err).Msg("statement mode: the store holds a transaction the log does not; writes are refused until the node resyncs")
 		return 0, uncommittedError(fmt.Sprintf("(entry %d)", next), err)
 	}
-	if off != next {
-		s.srv.log.Error().Uint64("offset", off).Uint64("expected", next).Msg("statement mode: the log appended at another offset than it announced; the store's position is off")
+	if off%pruneEvery == 0 {
+		s.srv.pruneCommits(off)
+	}
+	if payload == nil {
+		return off, nil
 	}
 	sl.stats.Entries.Add(1)
 	sl.stats.Statements.Add(int64(statements))
@@ -1282,10 +1307,11 @@ func (s *session) logCommitted() *gm.MyError {
 		sl.fail(err)
 		return newError(gm.ER_UNKNOWN_ERROR, err.Error())
 	}
-	unlock := sl.lock()
-	defer unlock()
-	_, next := app.Next()
-	_, e := s.appendLocked(app, payload, next, len(changes), rowlog.KindTx)
+	seq := sl.sequencer()
+	release := seq.shared()
+	defer release()
+	_, next := seq.take(app)
+	_, e := s.finishEntry(app, next, payload, len(changes), rowlog.KindTx)
 	return e
 }
 
@@ -1459,8 +1485,9 @@ func (s *session) stmtExclusive(cmd []byte, text string, info *stmtInfo, st *stm
 			sets = append(sets, "timestamp="+timestampLiteral(ts))
 			restore = append(restore, "timestamp=DEFAULT")
 		}
-		unlock := sl.lock()
-		epoch, next := app.Next()
+		seq := sl.sequencer()
+		unlock := seq.exclusive()
+		epoch, next := seq.take(app)
 		mark := fmt.Sprintf("UPDATE %s SET ddl_epoch=%d, ddl_offset=%d WHERE id=1", posTable, epoch, next)
 		be := s.be
 		cmds := []string{"SET SESSION " + strings.Join(sets, ", "), mark}
@@ -1480,6 +1507,7 @@ func (s *session) stmtExclusive(cmd []byte, text string, info *stmtInfo, st *stm
 			sendErr = be.flush()
 		}
 		if sendErr != nil {
+			seq.drop(next)
 			unlock()
 			sl.fail(fmt.Errorf("connection lost before a %s whose outcome cannot be known", info.verb))
 			return false, s.backendLost(sendErr)
@@ -1494,6 +1522,7 @@ func (s *session) stmtExclusive(cmd []byte, text string, info *stmtInfo, st *stm
 			}
 		}
 		if err != nil {
+			seq.drop(next)
 			unlock()
 			sl.fail(fmt.Errorf("connection lost during a %s whose outcome cannot be known", info.verb))
 			if errors.Is(err, errClientGone) {
@@ -1511,6 +1540,7 @@ func (s *session) stmtExclusive(cmd []byte, text string, info *stmtInfo, st *stm
 		if pre.err != nil || mres.err != nil {
 			// The statement ran without its settings or its pending mark:
 			// it cannot be logged faithfully.
+			seq.drop(next)
 			unlock()
 			why := "setting its session failed"
 			if pre.err == nil {
@@ -1523,6 +1553,7 @@ func (s *session) stmtExclusive(cmd []byte, text string, info *stmtInfo, st *stm
 		}
 		if ans.errPkt != nil {
 			if ans.code() == gm.ER_LOCK_WAIT_TIMEOUT && time.Now().Before(deadline) {
+				seq.drop(next)
 				unlock()
 				sl.stats.Retries.Add(1)
 				select {
@@ -1534,6 +1565,7 @@ func (s *session) stmtExclusive(cmd []byte, text string, info *stmtInfo, st *stm
 				continue
 			}
 			err := s.markerSync(fmt.Sprintf("UPDATE %s SET ddl_epoch=0, ddl_offset=0 WHERE id=1", posTable))
+			seq.drop(next)
 			unlock()
 			if err != nil {
 				return false, err
@@ -1551,11 +1583,15 @@ func (s *session) stmtExclusive(cmd []byte, text string, info *stmtInfo, st *stm
 		if encErr != nil {
 			sl.fail(fmt.Errorf("a %s ran but could not be encoded: %w", info.verb, encErr))
 			e = newError(gm.ER_UNKNOWN_ERROR, "UNCOMMITTED the statement ran but cannot be logged ("+encErr.Error()+")")
+			seq.drop(next)
 		} else {
-			off, e = s.appendLocked(app, payload, next, 1, kind)
+			off, e = s.finishEntry(app, next, payload, 1, kind)
 		}
 		if e == nil {
-			if err := s.markerSync(fmt.Sprintf("UPDATE %s SET epoch=%d, `offset`=%d, ddl_epoch=0, ddl_offset=0 WHERE id=1", posTable, epoch, next)); err != nil {
+			err := s.markerSync(
+				fmt.Sprintf("INSERT INTO %s (`offset`, epoch) VALUES (%d, %d) ON DUPLICATE KEY UPDATE epoch=VALUES(epoch)", commitTable, next, epoch),
+				fmt.Sprintf("UPDATE %s SET ddl_epoch=0, ddl_offset=0 WHERE id=1", posTable))
+			if err != nil {
 				unlock()
 				return false, err
 			}
@@ -1584,14 +1620,16 @@ func orDefault(v string) string {
 	return v
 }
 
-// markerSync runs an update of the store's position outside a client
-// transaction (committing it when the session has autocommit off).
-func (s *session) markerSync(q string) error {
-	if _, _, err := s.be.simpleQuery(q); err != nil {
-		if _, ok := myError(err); !ok {
-			return s.backendLost(err)
+// markerSync runs updates of the store's marks outside a client
+// transaction (committing them when the session has autocommit off).
+func (s *session) markerSync(qs ...string) error {
+	for _, q := range qs {
+		if _, _, err := s.be.simpleQuery(q); err != nil {
+			if _, ok := myError(err); !ok {
+				return s.backendLost(err)
+			}
+			s.srv.log.Warn().Err(err).Msg("statement mode: updating the store's marks failed")
 		}
-		s.srv.log.Warn().Err(err).Msg("statement mode: updating the store's position failed")
 	}
 	if s.st.autocommitOff {
 		if _, _, err := s.be.simpleQuery("COMMIT"); err != nil {
@@ -1622,13 +1660,36 @@ func (s *Server) ensureStatementSchema(ctx context.Context) error {
 		return err
 	}
 	defer b.close()
-	for _, q := range apply.SchemaSQL() {
+	qs := append(apply.SchemaSQL(),
+		"CREATE TABLE IF NOT EXISTS "+commitTable+" (`offset` BIGINT UNSIGNED NOT NULL PRIMARY KEY, epoch BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB",
+		// The marks of an earlier leadership say nothing now: the store
+		// was found consistent with the log before this one began.
+		"DELETE FROM "+commitTable)
+	for _, q := range qs {
 		if _, _, err := b.simpleQuery(q); err != nil {
 			return fmt.Errorf("create %s: %w", rowlog.InternalSchema, err)
 		}
 	}
 	sl.schemaDone = true
 	return nil
+}
+
+// pruneCommits deletes the commit marks well behind offset, on a
+// connection of its own.
+func (s *Server) pruneCommits(offset uint64) {
+	if offset <= pruneEvery {
+		return
+	}
+	go func() {
+		b, err := s.dialOwn(context.Background())
+		if err != nil {
+			return
+		}
+		defer b.close()
+		if _, _, err := b.simpleQuery(fmt.Sprintf("DELETE FROM %s WHERE `offset` < %d", commitTable, offset-pruneEvery)); err != nil {
+			s.log.Debug().Err(err).Msg("statement mode: pruning commit marks failed")
+		}
+	}()
 }
 
 // dialOwn opens a connection of the proxy's own to the backend.
@@ -1652,14 +1713,9 @@ func (s *Server) committedAt(epoch, offset uint64) (bool, error) {
 		return false, err
 	}
 	defer b.close()
-	_, rows, err := b.simpleQuery("SELECT epoch, `offset` FROM " + posTable + " WHERE id=1")
+	_, rows, err := b.simpleQuery(fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE `offset`=%d AND epoch=%d", commitTable, offset, epoch))
 	if err != nil {
 		return false, err
 	}
-	if len(rows) != 1 || len(rows[0]) != 2 {
-		return false, errors.New("no position row")
-	}
-	e, _ := strconv.ParseUint(rows[0][0], 10, 64)
-	o, _ := strconv.ParseUint(rows[0][1], 10, 64)
-	return e == epoch && o == offset, nil
+	return len(rows) == 1 && len(rows[0]) == 1 && rows[0][0] == "1", nil
 }

@@ -44,31 +44,47 @@ func checkStatementBackend(b *backendConn, cfg Config, info BackendInfo) error {
 	return nil
 }
 
-// StoreMark is what a statement-mode leader's store says of the log in
-// __replicar.pos: every transaction the front end commits records there
-// the (epoch, offset) of its entry, in the same transaction, before the
-// entry is appended; a DDL (or a write to a non-transactional table)
-// is recorded as pending (DDLEpoch, DDLOffset) before it runs and as
-// done after its entry is appended.
+// StoreMark is what a store says of the log it holds. A statement-mode
+// leader's transactions each record their entry's (epoch, offset) in
+// __replicar.stmt_log, in the same transaction, before the entry is
+// appended; a DDL (or a write to a non-transactional table) is recorded
+// as pending in __replicar.pos (ddl_epoch, ddl_offset) before it runs, and
+// in stmt_log after its entry is appended. A follower's applier keeps
+// (epoch, offset) in __replicar.pos.
 type StoreMark struct {
-	Epoch, Offset       uint64
+	// Epoch and Offset are the last entry the store holds by its own
+	// record: the highest of __replicar.pos and stmt_log.
+	Epoch, Offset uint64
+	// DDLEpoch and DDLOffset are an entry that may have run without its
+	// append being recorded (0 when none).
 	DDLEpoch, DDLOffset uint64
 }
 
-// Ahead says whether the store may hold a change the log does not, given
-// the log's entry at the mark's offsets: a node that crashed (or whose
-// Append failed) between a commit and its append. has(epoch, offset)
-// reports whether the log holds that entry. A store that is ahead must be
-// fully resynced before it follows a leader.
+// Ahead says whether the store may hold a change the log does not: the
+// node died (or its Append failed) between a COMMIT, or a DDL, and its
+// append. has(epoch, offset) reports whether the log holds that entry
+// (true for entries older than the log retains). A store that is ahead
+// must be fully resynced before it follows a leader.
 func (m StoreMark) Ahead(has func(epoch, offset uint64) bool) bool {
 	if m.Offset > 0 && !has(m.Epoch, m.Offset) {
 		return true
 	}
-	return m.DDLOffset > 0 && m.DDLOffset > m.Offset && !has(m.DDLEpoch, m.DDLOffset)
+	return m.DDLOffset > m.Offset && !has(m.DDLEpoch, m.DDLOffset)
 }
 
-// ReadStoreMark reads the store's mark with the backend credentials of
-// cfg. A store without the position table has the zero mark.
+// Position is where a store that is not Ahead stands: a pending DDL the
+// log holds did run (it is appended only after it succeeded). A node that
+// stops leading records it with apply.Applier.SetPosition before its
+// applier takes over.
+func (m StoreMark) Position(has func(epoch, offset uint64) bool) (epoch, offset uint64) {
+	if m.DDLOffset > m.Offset && has(m.DDLEpoch, m.DDLOffset) {
+		return m.DDLEpoch, m.DDLOffset
+	}
+	return m.Epoch, m.Offset
+}
+
+// ReadStoreMark reads a store's mark with the backend credentials of cfg.
+// A store without replicar's tables has the zero mark.
 func ReadStoreMark(ctx context.Context, cfg Config) (StoreMark, error) {
 	cfg.setDefaults()
 	srv := &Server{cfg: cfg}
@@ -77,6 +93,8 @@ func ReadStoreMark(ctx context.Context, cfg Config) (StoreMark, error) {
 		return StoreMark{}, fmt.Errorf("backend %s: %w", cfg.Backend, err)
 	}
 	defer b.close()
+	u := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }
+	var m StoreMark
 	_, rows, err := b.simpleQuery("SELECT epoch, `offset`, ddl_epoch, ddl_offset FROM " + posTable + " WHERE id=1")
 	if err != nil {
 		if me, ok := myError(err); ok && (me.Code == 1146 || me.Code == 1049) {
@@ -84,10 +102,18 @@ func ReadStoreMark(ctx context.Context, cfg Config) (StoreMark, error) {
 		}
 		return StoreMark{}, fmt.Errorf("read %s.pos: %w", rowlog.InternalSchema, err)
 	}
-	var m StoreMark
 	if len(rows) == 1 && len(rows[0]) == 4 {
-		u := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }
 		m = StoreMark{Epoch: u(rows[0][0]), Offset: u(rows[0][1]), DDLEpoch: u(rows[0][2]), DDLOffset: u(rows[0][3])}
+	}
+	_, rows, err = b.simpleQuery("SELECT epoch, `offset` FROM " + commitTable + " ORDER BY `offset` DESC LIMIT 1")
+	if err != nil {
+		if me, ok := myError(err); ok && me.Code == 1146 {
+			return m, nil
+		}
+		return StoreMark{}, fmt.Errorf("read %s.stmt_log: %w", rowlog.InternalSchema, err)
+	}
+	if len(rows) == 1 && len(rows[0]) == 2 && u(rows[0][1]) > m.Offset {
+		m.Epoch, m.Offset = u(rows[0][0]), u(rows[0][1])
 	}
 	return m, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -229,4 +230,288 @@ func TestStatementModeSmoke(t *testing.T) {
 	}
 	replay(t, follower, p.log)
 	sameChecksums(t, primary, follower, "app")
+}
+
+// retryable says a transaction failed on a deadlock or a lock wait, and
+// may be run again.
+func retryable(err error) bool {
+	var me *gsql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
+// TestStatementModeWorkload runs a concurrent workload through a
+// statement-mode front end (transactions with conflicting updates and
+// rollbacks, prepared statements, NOW(), RAND() with and without a seed,
+// AUTO_INCREMENT with gaps, LAST_INSERT_ID(), user variables,
+// multi-statements, DDL while writes run), replays the log into a second
+// server with the applier, and compares every table. Unsafe statements
+// sent among them are refused and change nothing.
+func TestStatementModeWorkload(t *testing.T) {
+	primary := harness.StartMariaDB(t, harness.MariaDBLogBin(false))
+	follower := harness.StartMariaDB(t)
+	p := startStmtProxy(t, primary, nil)
+	db := p.db(t, "app", func(c *gsql.Config) { c.MultiStatements = true })
+	db.SetMaxOpenConns(16)
+	ctx := ctxT(t, 60*time.Second)
+	const accounts = 20
+	mustExec(t, p.db(t, "", nil),
+		"CREATE DATABASE app",
+		"CREATE TABLE app.accounts (id INT PRIMARY KEY, bal BIGINT NOT NULL)",
+		"CREATE TABLE app.events (id BIGINT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6), who INT, r DOUBLE, note VARCHAR(64), ts TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+		"CREATE TABLE app.parent (id INT AUTO_INCREMENT PRIMARY KEY, who INT, at DATE)",
+		"CREATE TABLE app.child (id INT AUTO_INCREMENT PRIMARY KEY, parent_id INT, v VARCHAR(40), KEY (parent_id))",
+		"CREATE TABLE app.hot (id INT PRIMARY KEY, v BIGINT, n INT)",
+		"CREATE TABLE app.guard (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))",
+		"INSERT INTO app.hot VALUES (1, 7, 0)",
+	)
+	for i := 1; i <= accounts; i++ {
+		mustExec(t, db, fmt.Sprintf("INSERT INTO accounts VALUES (%d, 1000)", i))
+	}
+	unsafeStmts := []string{
+		"INSERT INTO guard (v) VALUES (UUID())",
+		"UPDATE hot SET n = n + 1000 LIMIT 1",
+		"INSERT INTO guard (v) VALUES (SYSDATE())",
+		"INSERT INTO guard (v) SELECT note FROM events LIMIT 1",
+		"INSERT INTO guard (v) VALUES (@@server_id)",
+		"DELETE FROM events LIMIT 1",
+	}
+	var (
+		mu       sync.Mutex
+		refused  int
+		ops      = map[string]int{}
+		stopAt   = time.Now().Add(4 * time.Second)
+		ddlDone  = make(chan struct{})
+		firstErr error
+	)
+	count := func(op string) {
+		mu.Lock()
+		ops[op]++
+		mu.Unlock()
+	}
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	transfer := func(rng *rand.Rand) error {
+		for attempt := 0; ; attempt++ {
+			a, b := 1+rng.IntN(accounts), 1+rng.IntN(accounts)
+			amt := 1 + rng.IntN(50)
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, "UPDATE accounts SET bal = bal - ? WHERE id = ?", amt, a)
+			if err == nil {
+				_, err = tx.ExecContext(ctx, "UPDATE accounts SET bal = bal + ? WHERE id = ?", amt, b)
+			}
+			if err == nil && rng.IntN(10) == 0 {
+				err = tx.Rollback()
+				count("rollback")
+				return err
+			}
+			if err == nil {
+				err = tx.Commit()
+			} else {
+				tx.Rollback()
+			}
+			if err == nil || !retryable(err) || attempt > 20 {
+				return err
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w <= 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 99))
+			for time.Now().Before(stopAt) && ctx.Err() == nil {
+				var err error
+				op := rng.IntN(9)
+				switch op {
+				case 0, 1:
+					err = transfer(rng)
+					count("transfer")
+				case 2:
+					// A prepared statement (server-side: go-sql-driver
+					// prepares statements with arguments).
+					_, err = db.ExecContext(ctx, "INSERT INTO events (at, who, r, note) VALUES (NOW(6), ?, RAND(), ?)", w, fmt.Sprintf("ps %d ' \\ é", rng.IntN(1000)))
+					count("prepared")
+				case 3:
+					_, err = db.ExecContext(ctx, fmt.Sprintf("INSERT INTO events (at, who, r) VALUES (NOW(), %d, RAND(%d))", w, rng.IntN(100)))
+					count("rand seed")
+				case 4:
+					// A parent and its child in one transaction, sometimes
+					// rolled back: AUTO_INCREMENT values with gaps.
+					var tx *sql.Tx
+					if tx, err = db.BeginTx(ctx, nil); err != nil {
+						break
+					}
+					if _, err = tx.ExecContext(ctx, "INSERT INTO parent (who, at) VALUES (?, CURDATE())", w); err == nil {
+						_, err = tx.ExecContext(ctx, "INSERT INTO child (parent_id, v) VALUES (LAST_INSERT_ID(), CONCAT('c', LAST_INSERT_ID()))")
+					}
+					if err != nil || rng.IntN(4) == 0 {
+						tx.Rollback()
+					} else {
+						err = tx.Commit()
+					}
+					count("parent/child")
+				case 5:
+					_, err = db.ExecContext(ctx, fmt.Sprintf("UPDATE hot SET v = (v * 3 + %d) %% 1000003, n = n + 1 WHERE id = 1; INSERT INTO events (at, who, note) VALUES (NOW(6), %d, 'multi'); SELECT v FROM hot WHERE id = 1", w, w))
+					count("multi-statement")
+				case 6:
+					var conn *sql.Conn
+					if conn, err = db.Conn(ctx); err != nil {
+						break
+					}
+					_, err = conn.ExecContext(ctx, "SET @x = FLOOR(RAND() * 1000), @u = UUID()")
+					if err == nil {
+						_, err = conn.ExecContext(ctx, "INSERT INTO events (who, r, note) VALUES (@x, @x / 7, @u)")
+					}
+					conn.Close()
+					count("user variables")
+				case 7:
+					// Order-sensitive updates from many sessions: equal only
+					// if replayed in the primary's commit order.
+					_, err = db.ExecContext(ctx, "UPDATE hot SET v = (v * 7 + ?) % 1000003, n = n + 1 WHERE id = 1", w)
+					count("hot update")
+				case 8:
+					q := unsafeStmts[rng.IntN(len(unsafeStmts))]
+					_, err = db.ExecContext(ctx, q)
+					if !isUnsafe(err) {
+						err = fmt.Errorf("unsafe %q: %v", q, err)
+						break
+					}
+					err = nil
+					mu.Lock()
+					refused++
+					mu.Unlock()
+				}
+				if err != nil && !retryable(err) {
+					fail(fmt.Errorf("op %d: %w", op, err))
+					return
+				}
+			}
+		}()
+	}
+	// DDL while the writes run: a column added to a table being written,
+	// a new table.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ddlDone)
+		time.Sleep(time.Second)
+		for _, q := range []string{
+			"ALTER TABLE events ADD COLUMN extra INT NOT NULL DEFAULT 3",
+			"CREATE TABLE late (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+			"INSERT INTO late (v) VALUES (1), (2), (3)",
+			"ALTER TABLE accounts ADD COLUMN touched INT NOT NULL DEFAULT 0",
+		} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				fail(fmt.Errorf("%s: %w", q, err))
+				return
+			}
+			count("ddl")
+		}
+	}()
+	wg.Wait()
+	if firstErr != nil {
+		t.Fatal(firstErr)
+	}
+	var total int64
+	if err := primary.DB().QueryRow("SELECT SUM(bal) FROM app.accounts").Scan(&total); err != nil || total != accounts*1000 {
+		t.Fatalf("bank total %d, %v", total, err)
+	}
+	var guard int
+	if err := primary.DB().QueryRow("SELECT COUNT(*) FROM app.guard").Scan(&guard); err != nil || guard != 0 {
+		t.Fatalf("refused statements ran: %d rows, %v", guard, err)
+	}
+	st := p.srv.StatementStats()
+	t.Logf("ops %v, %d unsafe refused; %d entries (%d transactions, %d DDL, %d statements), %d DDL retries; %d commits, mean order wait %v; %d exclusive statements, mean hold %v",
+		ops, refused, st.Entries.Load(), st.Transactions.Load(), st.DDL.Load(), st.Statements.Load(), st.Retries.Load(),
+		st.Commits.Load(), time.Duration(st.OrderWait.Load()/max(1, st.Commits.Load()+st.Exclusive.Load())),
+		st.Exclusive.Load(), time.Duration(st.ExclusiveHeld.Load()/max(1, st.Exclusive.Load())))
+	replay(t, follower, p.log)
+	sameChecksums(t, primary, follower, "app")
+	mark, err := ReadStoreMark(ctx, Config{Backend: primary.Addr, BackendUser: primary.User, BackendPassword: primary.Password})
+	if err != nil || mark.Epoch != 1 || mark.Offset != uint64(len(p.log.all())) || mark.DDLOffset != 0 {
+		t.Fatalf("store mark %+v (%d entries), %v", mark, len(p.log.all()), err)
+	}
+}
+
+// TestStatementModeCommitCost measures what logging in commit order
+// costs: the same concurrent write load (autocommit INSERTs, and
+// two-statement transactions) straight to the server and through a
+// statement-mode front end. It checks every write through the front end
+// was logged, and reports the rates.
+func TestStatementModeCommitCost(t *testing.T) {
+	// The binary log is on only so that the relaying front end below may
+	// start (row format checks it); statement mode does not read it.
+	primary := harness.StartMariaDB(t, harness.MariaDBArgs("--binlog-row-metadata=FULL"))
+	p := startStmtProxy(t, primary, nil)
+	// The same front end relaying without logging (row format, with no
+	// capture to wait for): what the relay itself costs.
+	relay := startStmtProxy(t, primary, func(c *Config) { c.Format = FormatRow })
+	mustExec(t, primary.DB(), "CREATE DATABASE bench", "CREATE TABLE bench.t (id INT AUTO_INCREMENT PRIMARY KEY, w INT, v INT, KEY (w))")
+	const workers = 8
+	run := func(db *sql.DB, tx bool, d time.Duration) int {
+		db.SetMaxOpenConns(workers)
+		var n sync.WaitGroup
+		var mu sync.Mutex
+		total := 0
+		stop := time.Now().Add(d)
+		for w := range workers {
+			n.Add(1)
+			go func() {
+				defer n.Done()
+				c := 0
+				for time.Now().Before(stop) {
+					var err error
+					if tx {
+						var x *sql.Tx
+						if x, err = db.Begin(); err == nil {
+							if _, err = x.Exec("INSERT INTO bench.t (w, v) VALUES (?, 1)", w); err == nil {
+								_, err = x.Exec("UPDATE bench.t SET v = v + 1 WHERE id = LAST_INSERT_ID()")
+							}
+							if err == nil {
+								err = x.Commit()
+							} else {
+								x.Rollback()
+							}
+						}
+					} else {
+						_, err = db.Exec("INSERT INTO bench.t (w, v) VALUES (?, 1)", w)
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c++
+				}
+				mu.Lock()
+				total += c
+				mu.Unlock()
+			}()
+		}
+		n.Wait()
+		return total
+	}
+	const d = 2 * time.Second
+	direct, direct2 := run(primary.DB(), false, d), run(primary.DB(), true, d)
+	relayed, relayed2 := run(relay.db(t, "", nil), false, d), run(relay.db(t, "", nil), true, d)
+	before := len(p.log.all())
+	proxied, proxied2 := run(p.db(t, "", nil), false, d), run(p.db(t, "", nil), true, d)
+	if got := len(p.log.all()) - before; got != proxied+proxied2 {
+		t.Fatalf("%d writes through the front end, %d entries", proxied+proxied2, got)
+	}
+	st := p.srv.StatementStats()
+	rate := func(n int) float64 { return float64(n) / d.Seconds() }
+	t.Logf("%d workers, %v each: autocommit INSERT %.0f/s direct, %.0f/s relayed without logging, %.0f/s statement mode (%.2fx direct); "+
+		"INSERT+UPDATE transactions %.0f/s direct, %.0f/s relayed, %.0f/s statement mode (%.2fx); commit order: mean wait %v over %d commits",
+		workers, d, rate(direct), rate(relayed), rate(proxied), float64(proxied)/float64(direct),
+		rate(direct2), rate(relayed2), rate(proxied2), float64(proxied2)/float64(direct2),
+		time.Duration(st.OrderWait.Load()/max(1, st.Commits.Load())), st.Commits.Load())
 }

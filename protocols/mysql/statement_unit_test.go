@@ -313,4 +313,10 @@ func TestStoreMarkAhead(t *testing.T) {
 			t.Errorf("%+v: ahead %v", c.m, got)
 		}
 	}
+	if e, o := (StoreMark{Epoch: 1, Offset: 5, DDLEpoch: 2, DDLOffset: 6}).Position(has); e != 2 || o != 6 {
+		t.Errorf("position with a logged DDL: %d/%d", e, o)
+	}
+	if e, o := (StoreMark{Epoch: 2, Offset: 6}).Position(has); e != 2 || o != 6 {
+		t.Errorf("position: %d/%d", e, o)
+	}
 }
