@@ -50,6 +50,8 @@ type outcome struct {
 	// machine is shared, and a number measured under a load of 10 on two
 	// cores says little.
 	load string
+	// cpu says where the CPU time of the run went, process by process.
+	cpu string
 }
 
 func main() {
@@ -207,10 +209,14 @@ func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv 
 			stopWatch = t.watch(ctx)
 		}
 		load := loadAvg()
+		cpu := startCPU(t.procs)
 		r, err := sb.run(ctx, w, t.ep)
 		o := outcome{res: r, err: err, load: load}
 		if stopWatch != nil {
 			o.note = stopWatch()
+		}
+		if err == nil {
+			o.cpu = cpu.report(r.cpu, sb.duration)
 		}
 		out[w] = o
 		if err != nil {
@@ -308,6 +314,9 @@ func printTable(chosen []setup, workloads []string, results map[string]map[strin
 				}
 				if o.note != "" {
 					notes = append(notes, prefix+": "+o.note)
+				}
+				if o.cpu != "" {
+					notes = append(notes, prefix+": "+o.cpu)
 				}
 			}
 		}

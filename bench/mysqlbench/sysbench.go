@@ -68,7 +68,8 @@ func (p sbParams) prepare(ctx context.Context, workload string, ep endpoint) err
 type sbResult struct {
 	tps, p50, p95 float64 // latencies in milliseconds
 	transactions  int64
-	errors        int64 // the ones sysbench ignored and retried
+	errors        int64   // the ones sysbench ignored and retried
+	cpu           float64 // sysbench's own CPU seconds
 }
 
 var (
@@ -88,11 +89,14 @@ func (p sbParams) run(ctx context.Context, workload string, ep endpoint) (sbResu
 	args = append(args, p.extraRunOptions...)
 	ctx, cancel := context.WithTimeout(ctx, p.duration+2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, p.binary, append(args, "run")...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, p.binary, append(args, "run")...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return sbResult{}, fmt.Errorf("sysbench %s: %w: %s", workload, err, fatalLines(out))
 	}
-	return parseReport(out)
+	r, err := parseReport(out)
+	r.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	return r, err
 }
 
 // parseReport reads tps from the transactions line and p50/p95 from the

@@ -174,6 +174,9 @@ func (m *MariaDB) open(db string) (*sql.DB, error) {
 	return d, nil
 }
 
+// PID is the server's process id.
+func (m *MariaDB) PID() int { return m.cmd.Process.Pid }
+
 // Stop kills the server and waits for it. Its files stay in Dir.
 func (m *MariaDB) Stop() {
 	_ = m.cmd.Process.Kill()
