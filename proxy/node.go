@@ -22,8 +22,6 @@ import (
 // passed Validate. A leader asked to stop hands over first.
 func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
 	switch {
-	case cfg.Protocol == ProtocolMySQL && cfg.MySQLFormat != MySQLRow:
-		return fmt.Errorf("%sMYSQL_FORMAT=%s: %w (the front end logs no statements yet; use row)", EnvPrefix, cfg.MySQLFormat, ErrNotImplemented)
 	case cfg.Backend == "":
 		return RunRouter(ctx, cfg, logger)
 	}

@@ -307,6 +307,15 @@ func (r *ReplLog) Last() backlog.Position {
 	return r.log.LastPosition()
 }
 
+// Next is the epoch and offset the next Append gives its entry, for a
+// front end that records them in the same backend transaction as the
+// write (MySQL statement mode); only valid while nothing else appends.
+func (r *ReplLog) Next() (epoch, offset uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.epoch, r.log.Last() + 1
+}
+
 // Epoch is the epoch new entries are written under.
 func (r *ReplLog) Epoch() uint64 {
 	r.mu.Lock()

@@ -20,15 +20,17 @@ import (
 	"github.com/replicar/replicar/protocols/mysql/rowlog"
 )
 
-// This file is the MySQL/MariaDB side of a node (REPLICAR_PROTOCOL=mysql,
-// row mode). The front end (protocols/mysql) does not log writes: on the
-// leader a binlog capture (rowlog) appends each committed transaction to
-// the ReplLog, and the front end holds a client's COMMIT until the entry
-// carrying its GTID commits under the ack policy. Followers apply entries
-// with apply.Applier, whose position table in the backend is written in
-// the same transaction as the rows.
+// This file is the MySQL/MariaDB side of a node (REPLICAR_PROTOCOL=mysql).
+// In row mode (the default) the front end (protocols/mysql) does not log
+// writes: on the leader a binlog capture (rowlog) appends each committed
+// transaction to the ReplLog, and the front end holds a client's COMMIT
+// until the entry carrying its GTID commits under the ack policy. In
+// statement mode the front end logs each transaction's statements itself,
+// in commit order, through the Appender it is given while the node leads.
+// Either way followers apply entries with apply.Applier, whose position
+// table in the backend is written in the same transaction as the rows.
 //
-// What a term looks like on the backend:
+// What a term looks like on the backend in row mode:
 //
 //   - promotion: @@gtid_binlog_pos is read (rowlog.Check, which also
 //     checks the settings row capture needs) and recorded with the epoch
@@ -45,6 +47,12 @@ import (
 //     capture logged (rowlog.Ahead), the store holds transactions no
 //     backlog has, and it full-resyncs before it follows; otherwise the
 //     store and the backlog agree and the mark is cleared.
+//
+// In statement mode the leader's own commits record their (epoch, offset)
+// in the position table, but a DDL statement cannot, so a store found
+// leading after a crash always full-resyncs (as on Redis); a statement
+// log that broke (a committed transaction that could not be logged) makes
+// the leader step down and full-resync too.
 
 // MySQLNode adapts a ReplLog to what the MySQL front end needs (mysql.Log).
 type MySQLNode struct {
@@ -126,13 +134,15 @@ func (g *writeGate) wait(d time.Duration) error {
 
 // mysqlStore is the Store of a MySQL/MariaDB node in row mode.
 type mysqlStore struct {
-	cfg  Config
-	sec  *Security
-	log  zerolog.Logger
-	rl   *ReplLog
-	node *MySQLNode
-	srv  *mysql.Server
-	app  *apply.Applier
+	cfg Config
+	// statement is REPLICAR_MYSQL_FORMAT=statement: the front end logs.
+	statement bool
+	sec       *Security
+	log       zerolog.Logger
+	rl        *ReplLog
+	node      *MySQLNode
+	srv       *mysql.Server
+	app       *apply.Applier
 	// db is a small pool on the backend for the checks, the GTID
 	// position and the health probe.
 	db *sql.DB
@@ -149,7 +159,8 @@ type mysqlStore struct {
 	run   *captureRun
 }
 
-// captureRun is one leadership's capture.
+// captureRun is one leadership's capture: a binlog capture in row mode,
+// the front end's statement log (c nil) in statement mode.
 type captureRun struct {
 	c      *rowlog.Capture
 	cancel context.CancelFunc
@@ -164,10 +175,16 @@ var ddlDomains = []uint32{apply.DefaultDDLDomain}
 // newMySQLStore builds the MySQL front end over rl, with its applier and
 // the connections its checks use.
 func newMySQLStore(cfg Config, sec *Security, rl *ReplLog, logger zerolog.Logger) (*mysqlStore, error) {
-	s := &mysqlStore{cfg: cfg, sec: sec, log: logger, rl: rl}
+	s := &mysqlStore{cfg: cfg, statement: cfg.MySQLFormat == MySQLStatement, sec: sec, log: logger, rl: rl}
 	s.node = &MySQLNode{ReplLog: rl, cfg: cfg, gate: newWriteGate()}
 	s.offsets = &captureOffsets{}
-	srv, err := mysql.NewServer(mysqlFrontConfig(cfg, sec, logger), s.node, s.offsets)
+	// Row mode holds commits on their GTID's offset; statement mode holds
+	// them on the offset its own append returns.
+	var offsets mysql.GTIDOffsets = s.offsets
+	if s.statement {
+		offsets = nil
+	}
+	srv, err := mysql.NewServer(mysqlFrontConfig(cfg, sec, logger), s.node, offsets)
 	if err != nil {
 		return nil, fmt.Errorf("mysql front end: %w", err)
 	}
@@ -294,13 +311,17 @@ func (s *mysqlStore) binlogPos(ctx context.Context) (string, error) {
 // never got, and must full-resync. Otherwise the store holds exactly the
 // backlog, and the mark is cleared.
 func (s *mysqlStore) Recover(ctx context.Context, last backlog.Position) (bool, error) {
-	info, err := s.check(ctx)
-	if err != nil {
-		return false, err
+	var info rowlog.ServerInfo
+	if !s.statement {
+		var err error
+		if info, err = s.check(ctx); err != nil {
+			return false, err
+		}
+		s.log.Info().Str("backend", s.cfg.Backend).Str("version", info.Version).Uint32("server_id", info.ServerID).
+			Str("gtid_binlog_pos", info.GTIDBinlogPos).Msg("backend checked for row capture")
 	}
-	s.log.Info().Str("backend", s.cfg.Backend).Str("version", info.Version).Uint32("server_id", info.ServerID).
-		Str("gtid_binlog_pos", info.GTIDBinlogPos).Msg("backend checked for row capture")
 	var mark apply.Leading
+	var err error
 	for {
 		if mark, err = s.app.ReadLeading(ctx); err == nil {
 			break
@@ -317,6 +338,10 @@ func (s *mysqlStore) Recover(ctx context.Context, last backlog.Position) (bool, 
 	}
 	if mark.Epoch == 0 {
 		return false, nil
+	}
+	if s.statement {
+		s.log.Warn().Uint64("leading_epoch", mark.Epoch).Msg("the store was leading when this node stopped (statement mode cannot tell whether a DDL ran unlogged)")
+		return true, nil
 	}
 	base, logged := mark.Start, false
 	if last.Epoch == mark.Epoch && last.Offset > 0 {
@@ -359,6 +384,15 @@ func (s *mysqlStore) Recover(ctx context.Context, last backlog.Position) (bool, 
 func (s *mysqlStore) MarkLeading(ctx context.Context, epoch uint64) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if s.statement {
+		if err := s.srv.StatementLogErr(); err != nil {
+			return fmt.Errorf("statement log broken, restart the node after its full resync: %w", err)
+		}
+		// The binlog position is only informative here; a backend
+		// without one leads too.
+		pos, _ := s.binlogPos(cctx)
+		return s.app.MarkLeading(cctx, epoch, pos)
+	}
 	info, err := rowlog.Check(cctx, s.db)
 	if err != nil {
 		return err
@@ -379,6 +413,9 @@ func (s *mysqlStore) StartCapture(ctx context.Context) (<-chan error, error) {
 	defer s.mu.Unlock()
 	if s.run != nil {
 		return nil, errors.New("a capture is already running")
+	}
+	if s.statement {
+		return s.startStatementLog(ctx), nil
 	}
 	c, err := rowlog.New(rowlog.Config{
 		Addr: s.cfg.Backend, User: s.cfg.BackendUser, Password: s.cfg.BackendPassword, TLS: s.sec.tlsSet().Backend,
@@ -403,8 +440,42 @@ func (s *mysqlStore) StartCapture(ctx context.Context) (<-chan error, error) {
 	return failed, nil
 }
 
-// appender is the ReplLog as the capture appends to it.
+// startStatementLog gives the front end the ReplLog to log its statements
+// to, and watches for a statement log that breaks. s.mu is held.
+func (s *mysqlStore) startStatementLog(ctx context.Context) <-chan error {
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	run := &captureRun{cancel: cancel, done: make(chan struct{})}
+	failed := make(chan error, 1)
+	s.srv.SetAppender(appender{s})
+	go func() {
+		defer close(run.done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case <-t.C:
+				if err := s.srv.StatementLogErr(); err != nil {
+					run.err = err
+					failed <- err
+					return
+				}
+			}
+		}
+	}()
+	s.run = run
+	s.log.Info().Uint64("last_offset", s.rl.Last().Offset).Msg("logging statements")
+	return failed
+}
+
+// appender is the ReplLog as the capture (row mode) and the front end
+// (statement mode) append to it.
 type appender struct{ s *mysqlStore }
+
+// Next is the epoch and offset the next entry gets (statement mode
+// records them with the transaction).
+func (a appender) Next() (epoch, offset uint64) { return a.s.rl.Next() }
 
 func (a appender) Append(_ context.Context, payload []byte) (uint64, error) {
 	off, err := a.s.rl.Append(payload)
@@ -460,6 +531,17 @@ func (s *mysqlStore) StopCapture(ctx context.Context) error {
 	if run == nil {
 		return nil
 	}
+	if s.statement {
+		// The front end appends as it commits: once it is drained,
+		// everything it committed is logged, unless its log broke.
+		s.srv.SetAppender(nil)
+		s.stopCapture(run)
+		if err := s.srv.StatementLogErr(); err != nil {
+			return fmt.Errorf("statement log: %w", err)
+		}
+		s.log.Info().Msg("statement log stopped")
+		return nil
+	}
 	err := s.waitCaptured(ctx, run)
 	s.stopCapture(run)
 	if err == nil {
@@ -471,7 +553,9 @@ func (s *mysqlStore) StopCapture(ctx context.Context) error {
 func (s *mysqlStore) stopCapture(run *captureRun) {
 	run.cancel()
 	<-run.done
-	s.offsets.cur.CompareAndSwap(run.c, nil)
+	if run.c != nil {
+		s.offsets.cur.CompareAndSwap(run.c, nil)
+	}
 	s.mu.Lock()
 	if s.run == run {
 		s.run = nil
@@ -518,7 +602,10 @@ func (s *mysqlStore) LeaderSnapshot(ctx context.Context, node, target string) (b
 	run := s.run
 	s.mu.Unlock()
 	opts := s.snapshotOptions(node, target, "leader")
-	if run != nil {
+	if run != nil && s.statement {
+		pos := s.rl.Last()
+		opts.Position = &pos
+	} else if run != nil {
 		if err := s.waitCaptured(dctx, run); err != nil {
 			return backlog.Position{}, fmt.Errorf("pause writes for the snapshot: %w", err)
 		}
@@ -550,6 +637,9 @@ func (s *mysqlStore) Close() error {
 	run := s.run
 	s.mu.Unlock()
 	if run != nil {
+		if s.statement {
+			s.srv.SetAppender(nil)
+		}
 		s.stopCapture(run)
 	}
 	s.db.Close()
