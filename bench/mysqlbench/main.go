@@ -68,6 +68,7 @@ func main() {
 	sysbench := flag.String("sysbench", "sysbench", "the sysbench binary")
 	parent := flag.String("dir", "", "where to make the temp dir (default: the system's)")
 	keep := flag.Bool("keep", false, "keep the temp dir (server and node logs) at exit")
+	profileDir := flag.String("profile-dir", "", "with a replicar built with -tags prof: each node writes a CPU profile, <dir>/<policy>-<node>.prof (the last round's)")
 	rounds := flag.Int("rounds", 1, "repeat the whole sequence, fresh servers each time, and report the median run")
 	flag.Parse()
 
@@ -97,6 +98,11 @@ func main() {
 		fail("%v (build it with `make build`)", err)
 	}
 
+	if *profileDir != "" {
+		*profileDir, err = filepath.Abs(*profileDir)
+		check(err)
+		check(os.MkdirAll(*profileDir, 0o755))
+	}
 	dir, err := os.MkdirTemp(*parent, "mysqlbench")
 	check(err)
 	if *keep {
@@ -145,7 +151,7 @@ func main() {
 			// Each setup's servers live in a dir of their own, removed
 			// once they are stopped: a round leaves GBs of redo logs.
 			srv.dir = filepath.Join(dir, fmt.Sprintf("r%d-%s", round+1, s.key))
-			for w, o := range measure(ctx, s, workloads, sb, srv, bin) {
+			for w, o := range measure(ctx, s, workloads, sb, srv, bin, *profileDir) {
 				results[s.key][w] = append(results[s.key][w], o)
 			}
 			if !*keep {
@@ -159,7 +165,7 @@ func main() {
 // measure starts a setup's servers, prepares the tables and runs every
 // workload on it. A setup that cannot start, or a run that fails, gives
 // an error in its cells; the bench goes on with the others.
-func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv *servers, bin string) map[string]outcome {
+func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv *servers, bin, profileDir string) map[string]outcome {
 	out := map[string]outcome{}
 	failAll := func(err error) map[string]outcome {
 		progress("%s: %v", s.key, err)
@@ -178,7 +184,7 @@ func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv 
 	case "semisync":
 		t, err = startNative(ctx, srv, true)
 	default:
-		t, err = startReplicar(ctx, srv, bin, policies[s.key])
+		t, err = startReplicar(ctx, srv, bin, policies[s.key], profileDir)
 		if err != nil {
 			err = fmt.Errorf("replicar mysql: %w", err)
 		}

@@ -318,7 +318,7 @@ type node struct {
 // startReplicar starts three mariadbd and three replicar nodes in front of
 // them, the first running the embedded NATS server, and waits until one
 // leads with all three in its ISR and takes a statement.
-func startReplicar(ctx context.Context, s *servers, bin string, p policy) (*target, error) {
+func startReplicar(ctx context.Context, s *servers, bin string, p policy, profileDir string) (*target, error) {
 	dir := filepath.Join(s.dir, "replicar-"+p.key)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -353,7 +353,7 @@ func startReplicar(ctx context.Context, s *servers, bin string, p policy) (*targ
 			return nil, err
 		}
 		ms = append(ms, m)
-		n, err := startNode(bin, dir, id, m, p, natsAddr, i == 0)
+		n, err := startNode(bin, dir, id, m, p, natsAddr, i == 0, profileDir)
 		if err != nil {
 			stop()
 			return nil, err
@@ -396,7 +396,7 @@ func startReplicar(ctx context.Context, s *servers, bin string, p policy) (*targ
 	return t, nil
 }
 
-func startNode(bin, dir, id string, m *localgroup.MariaDB, p policy, natsAddr string, embedsNATS bool) (*node, error) {
+func startNode(bin, dir, id string, m *localgroup.MariaDB, p policy, natsAddr string, embedsNATS bool, profileDir string) (*node, error) {
 	var addrs [3]string
 	for i := range addrs {
 		a, err := freeAddr()
@@ -424,6 +424,9 @@ func startNode(bin, dir, id string, m *localgroup.MariaDB, p policy, natsAddr st
 	)
 	if p.acks != "" {
 		env = append(env, "REPLICAR_ACKS="+p.acks)
+	}
+	if profileDir != "" {
+		env = append(env, "REPLICAR_CPUPROFILE="+filepath.Join(profileDir, p.key+"-"+id+".prof"))
 	}
 	if p.minInsync != "" {
 		env = append(env, "REPLICAR_MIN_INSYNC="+p.minInsync)
