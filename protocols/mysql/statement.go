@@ -184,9 +184,10 @@ type stmtSession struct {
 	// prepared from a variable).
 	prepared map[string]string
 	// nextIsolation is the level SET TRANSACTION chose for the next
-	// transaction.
-	nextIsolation string
-	autocommitOff bool
+	// transaction; txIsolation is the open transaction's, when it took
+	// one so.
+	nextIsolation, txIsolation string
+	autocommitOff              bool
 	// queued counts proxy commands sent ahead of the client's, whose
 	// answers are read and dropped first.
 	queued int
@@ -197,12 +198,12 @@ type stmtSession struct {
 // session replay carries over.
 func (st *stmtSession) newConnection() {
 	st.pending, st.writes, st.stateOK, st.frozen, st.queued = nil, 0, false, false, 0
-	st.nextIsolation = ""
+	st.nextIsolation, st.txIsolation = "", ""
 }
 
 // endTx forgets the transaction.
 func (st *stmtSession) endTx() {
-	st.pending, st.writes, st.nextIsolation = nil, 0, ""
+	st.pending, st.writes, st.txIsolation = nil, 0, ""
 }
 
 // sessState is the session state statements are replayed in.
@@ -558,10 +559,14 @@ func (s *session) afterPass(info *stmtInfo, text string, ok, wasTx bool) {
 		s.st.clientTS = !info.resetsTimestamp
 		s.st.frozen = false
 	}
-	if info.setsIsolation != "" {
+	switch {
+	case info.setsIsolation != "":
 		s.st.nextIsolation = info.setsIsolation
-	} else if wasTx && !s.inTx {
-		s.st.nextIsolation = ""
+	case !wasTx && s.inTx:
+		// This statement began the transaction SET TRANSACTION was for.
+		s.st.txIsolation, s.st.nextIsolation = s.st.nextIsolation, ""
+	case wasTx && !s.inTx:
+		s.st.txIsolation = ""
 	}
 }
 
@@ -703,8 +708,11 @@ func (s *session) ensureState() (*gm.MyError, error) {
 // (a write to a non-transactional table).
 func (s *session) writeCheck(info *stmtInfo) (why string, exclusive bool, err error) {
 	iso := s.st.state.isolation
-	if s.st.nextIsolation != "" && !s.inTx {
+	switch {
+	case !s.inTx && s.st.nextIsolation != "":
 		iso = s.st.nextIsolation
+	case s.inTx && s.st.txIsolation != "":
+		iso = s.st.txIsolation
 	}
 	switch strings.ReplaceAll(iso, " ", "-") {
 	case "READ-COMMITTED", "READ-UNCOMMITTED":
@@ -726,9 +734,12 @@ func (s *session) writeCheck(info *stmtInfo) (why string, exclusive bool, err er
 		if !ti.exists {
 			continue
 		}
+		for col, why := range ti.unsafeDefaults {
+			if insert && (strings.HasPrefix(col, "\x00") || info.leavesDefault(col)) {
+				return why, false, nil
+			}
+		}
 		switch {
-		case insert && ti.unsafeDefault != "":
-			return ti.unsafeDefault, false, nil
 		case insert && info.onDupKey && ti.uniqueKeys > 1:
 			return fmt.Sprintf("INSERT … ON DUPLICATE KEY UPDATE on %s, which has %d unique keys: which row is updated depends on the order keys are checked in", ref, ti.uniqueKeys), false, nil
 		case insert && info.insertSelect && !info.ordered && ti.autoInc:
@@ -1020,6 +1031,14 @@ func (s *session) stmtWrite(cmd []byte, text string, info *stmtInfo, st *stmt) (
 		return false, err
 	}
 	s.st.frozen = !s.st.clientTS
+	if !s.inTx {
+		// The write ran in the transaction SET TRANSACTION was for.
+		if auto {
+			s.st.nextIsolation = ""
+		} else {
+			s.st.txIsolation, s.st.nextIsolation = s.st.nextIsolation, ""
+		}
+	}
 	if pre.err != nil || vals.err != nil || (len(sel) > 0 && len(vals.rows) != 1) {
 		why := "reading the values it uses failed"
 		if pre.err != nil {
@@ -1048,7 +1067,7 @@ func (s *session) stmtWrite(cmd []byte, text string, info *stmtInfo, st *stmt) (
 		lastID = &v
 		col = 1
 	}
-	var lits []string
+	lits := map[string]string{}
 	var change []rowlog.Change
 	if len(vars) > 0 {
 		row := vals.rows[0]
@@ -1060,13 +1079,16 @@ func (s *session) stmtWrite(cmd []byte, text string, info *stmtInfo, st *stmt) (
 			}
 			lit := userVarLiteral(vals.cols[c], row[c], row[c+1], row[c+2])
 			set = append(set, quoteUserVar(v)+":="+lit)
-			lits = append(lits, lit)
+			lits[strings.ToLower(v)] = lit
 		}
 		change = append(change, rowlog.Change{Stmt: &rowlog.Statement{SQL: "SET " + strings.Join(set, ", ")}})
 	}
 	if info.template != "" {
 		// EXECUTE name USING @a, …: the prepared text with the values.
-		using := lits[len(lits)-len(info.usingVars):]
+		using := make([]string, len(info.usingVars))
+		for i, v := range info.usingVars {
+			using[i] = lits[strings.ToLower(v)]
+		}
 		if logged, err = substituteParams(info.template, info.params, using); err != nil {
 			return false, s.abortWrite(auto, false, err.Error())
 		}
@@ -1372,7 +1394,6 @@ func (s *session) stmtCommit(cmd []byte, text string, info stmtInfo, st *stmt) (
 	if e != nil {
 		return false, s.writeErr(e)
 	}
-	s.st.nextIsolation = ""
 	if s.moreResults {
 		ok.status |= statusMoreResults
 	}

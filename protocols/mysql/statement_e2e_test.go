@@ -515,3 +515,175 @@ func TestStatementModeCommitCost(t *testing.T) {
 		rate(direct2), rate(relayed2), rate(proxied2), float64(proxied2)/float64(direct2),
 		time.Duration(st.OrderWait.Load()/max(1, st.Commits.Load())), st.Commits.Load())
 }
+
+// TestStatementModeRefusals: statements MySQL documents as unsafe for
+// statement-based logging, and those whose safety depends on the tables
+// and routines they use, are refused with the clear error and not run;
+// their safe neighbours are logged, and the replay gives equal tables.
+func TestStatementModeRefusals(t *testing.T) {
+	primary := harness.StartMariaDB(t, harness.MariaDBLogBin(false))
+	// The applier runs DDL with the binary log on, where MariaDB creates
+	// a function declared NOT DETERMINISTIC only with this.
+	follower := harness.StartMariaDB(t, harness.MariaDBArgs("--log-bin-trust-function-creators=1"))
+	p := startStmtProxy(t, primary, nil)
+	ctx := ctxT(t, 60*time.Second)
+	db := p.db(t, "app", func(c *gsql.Config) { c.MultiStatements = true })
+	db.SetMaxOpenConns(1) // one session: session settings carry over
+	mustExec(t, p.db(t, "", nil), "CREATE DATABASE app")
+	mustExec(t, db,
+		"CREATE TABLE u1 (id INT PRIMARY KEY, b INT)",
+		"CREATE TABLE u2 (id INT AUTO_INCREMENT PRIMARY KEY, a INT UNIQUE, b INT)",
+		"CREATE TABLE ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+		"CREATE TABLE src (v INT)",
+		"INSERT INTO src VALUES (3), (1), (2)",
+		"CREATE TABLE dflt (id INT PRIMARY KEY, u CHAR(36) DEFAULT (UUID()))",
+		"CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, what INT)",
+		"CREATE TABLE trig (id INT PRIMARY KEY)",
+		"CREATE TRIGGER trig_ai AFTER INSERT ON trig FOR EACH ROW INSERT INTO audit (what) VALUES (NEW.id)",
+		"CREATE TABLE m (id INT PRIMARY KEY, v INT) ENGINE=MyISAM",
+		"CREATE TABLE fw_log (id INT PRIMARY KEY, v INT)",
+		"CREATE FUNCTION fw(x INT) RETURNS INT DETERMINISTIC MODIFIES SQL DATA BEGIN INSERT INTO fw_log VALUES (x, x * 2); RETURN x; END",
+		"CREATE FUNCTION fnd(x INT) RETURNS INT NOT DETERMINISTIC MODIFIES SQL DATA BEGIN INSERT INTO fw_log VALUES (x, 0); RETURN x; END",
+		"CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC NO SQL RETURN 2 * x",
+		"CREATE PROCEDURE p_write() MODIFIES SQL DATA INSERT INTO u1 VALUES (99, 99)",
+		"CREATE PROCEDURE p_read() READS SQL DATA SELECT COUNT(*) FROM u1",
+	)
+	refused := []string{
+		"INSERT INTO u1 VALUES (100, UUID_SHORT())",
+		"INSERT INTO u2 (a, b) VALUES (1, 1) ON DUPLICATE KEY UPDATE b = b + 1",
+		"INSERT INTO ai (v) SELECT v FROM src",
+		"INSERT INTO dflt (id) VALUES (1)",
+		"INSERT INTO trig VALUES (1)",
+		"SELECT fnd(7)",
+		"INSERT INTO u1 VALUES (fnd(8), 1)",
+		"CALL p_write()",
+		"UPDATE u1 SET b = 0 LIMIT 1",
+		"DELETE FROM src LIMIT 1",
+		"INSERT INTO u1 VALUES (101, @@server_id)",
+		"CREATE TEMPORARY TABLE tmp (a INT)",
+		"INSERT INTO u1 VALUES (102, 1); INSERT INTO u1 VALUES (103, CONNECTION_ID())",
+		"LOAD DATA LOCAL INFILE '/dev/null' INTO TABLE u1",
+		"CREATE TABLE ctas IGNORE SELECT * FROM src",
+	}
+	for _, q := range refused {
+		if _, err := db.ExecContext(ctx, q); !isUnsafe(err) {
+			t.Errorf("%s: want the unsafe error, got %v", q, err)
+		}
+	}
+	// Allowed: the safe forms of the same.
+	mustExec(t, db,
+		"INSERT INTO u1 VALUES (1, 1) ON DUPLICATE KEY UPDATE b = b + 1",
+		"INSERT INTO u1 VALUES (1, 1) ON DUPLICATE KEY UPDATE b = b + 1",
+		"INSERT INTO ai (v) SELECT v FROM src ORDER BY v",
+		"INSERT INTO dflt (id, u) VALUES (1, 'given')",
+		"UPDATE u1 SET b = b * 10 ORDER BY id LIMIT 1",
+		"INSERT INTO m VALUES (1, 1), (2, 2)",
+		"UPDATE m SET v = v + 1",
+		"SELECT fw(5)",
+		"INSERT INTO u1 VALUES (twice(21), fw(6))",
+		"CALL p_read()",
+		"SET timestamp = 1600000000",
+		"INSERT INTO u1 VALUES (7, UNIX_TIMESTAMP())",
+		"SET timestamp = DEFAULT",
+		"PREPARE ins FROM 'INSERT INTO u1 (id, b) VALUES (?, ?)'",
+		"SET @a = 10, @b = 'x'",
+		"EXECUTE ins USING @a, @a",
+		"DEALLOCATE PREPARE ins",
+	)
+	// A refused statement in a transaction leaves the transaction as it
+	// was; a write to a non-transactional table in one is refused.
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, tx, "INSERT INTO u1 VALUES (20, 1)")
+	for _, q := range []string{"INSERT INTO u1 VALUES (21, UUID())", "INSERT INTO m VALUES (3, 3)"} {
+		if _, err := tx.ExecContext(ctx, q); !isUnsafe(err) {
+			t.Errorf("%s in a transaction: %v", q, err)
+		}
+	}
+	mustExec(t, tx, "INSERT INTO u1 VALUES (22, 1)")
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// READ COMMITTED, for the session or for the next transaction.
+	mustExec(t, db, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+	if _, err := db.ExecContext(ctx, "INSERT INTO u1 VALUES (30, 1)"); !isUnsafe(err) {
+		t.Errorf("write at READ COMMITTED: %v", err)
+	}
+	mustExec(t, db, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "BEGIN")
+	if _, err := db.ExecContext(ctx, "INSERT INTO u1 VALUES (31, 1)"); !isUnsafe(err) {
+		t.Errorf("write in a READ COMMITTED transaction: %v", err)
+	}
+	mustExec(t, db, "COMMIT", "INSERT INTO u1 VALUES (32, 1)")
+	// Nothing refused ran.
+	var n int
+	for q, want := range map[string]int{
+		"SELECT COUNT(*) FROM u1 WHERE id IN (21, 30, 31, 99, 100, 101, 102, 103)": 0,
+		"SELECT COUNT(*) FROM u2": 0, "SELECT COUNT(*) FROM trig": 0, "SELECT COUNT(*) FROM audit": 0,
+		"SELECT COUNT(*) FROM src": 3, "SELECT COUNT(*) FROM fw_log": 2, "SELECT COUNT(*) FROM m": 2,
+		"SELECT COUNT(*) FROM ai": 3, "SELECT b FROM u1 WHERE id = 7": 1600000000, "SELECT b FROM u1 WHERE id = 10": 10,
+	} {
+		if err := primary.DB().QueryRowContext(ctx, strings.Replace(q, "FROM ", "FROM app.", 1)).Scan(&n); err != nil || n != want {
+			t.Errorf("%s: %d, want %d (%v)", q, n, want, err)
+		}
+	}
+	// Multi-statements on a connection that did not ask for them.
+	single := p.db(t, "app", nil)
+	var me *gsql.MySQLError
+	if _, err := single.ExecContext(ctx, "INSERT INTO u1 VALUES (40, 1); INSERT INTO u1 VALUES (41, 1)"); !errors.As(err, &me) || me.Number != 1064 {
+		t.Errorf("multi-statement without CLIENT_MULTI_STATEMENTS: %v", err)
+	}
+	replay(t, follower, p.log)
+	sameChecksums(t, primary, follower, "app")
+}
+
+// TestStatementModeLogFailure: when the log refuses an entry whose
+// transaction the primary committed, the client gets UNCOMMITTED, every
+// later write TRYAGAIN, StatementLogErr says why, and the store's mark
+// shows it holds an entry the log lacks.
+func TestStatementModeLogFailure(t *testing.T) {
+	primary := harness.StartMariaDB(t, harness.MariaDBLogBin(false))
+	p := startStmtProxy(t, primary, nil)
+	ctx := ctxT(t, 30*time.Second)
+	db := p.db(t, "", nil)
+	mustExec(t, db, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)")
+	p.log.mu.Lock()
+	p.log.fail = errors.New("disk full")
+	p.log.mu.Unlock()
+	_, err := db.ExecContext(ctx, "INSERT INTO app.t VALUES (2)")
+	if me := mysqlErr(t, err); me.Number != 1105 || !strings.HasPrefix(me.Message, "UNCOMMITTED") || !strings.Contains(me.Message, "disk full") {
+		t.Fatalf("failed append: %v", err)
+	}
+	if e := p.srv.StatementLogErr(); e == nil || !strings.Contains(e.Error(), "disk full") {
+		t.Fatalf("StatementLogErr: %v", e)
+	}
+	_, err = db.ExecContext(ctx, "INSERT INTO app.t VALUES (3)")
+	if me := mysqlErr(t, err); me.Number != 1290 || !strings.HasPrefix(me.Message, "TRYAGAIN") {
+		t.Fatalf("write after the failure: %v", err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM app.t").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("reads still work: %d rows, %v", n, err)
+	}
+	mark, err := ReadStoreMark(ctx, Config{Backend: primary.Addr, BackendUser: primary.User, BackendPassword: primary.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := p.log.all()
+	has := func(e, o uint64) bool { return o <= uint64(len(entries)) && entries[o-1].Epoch == e }
+	if !mark.Ahead(has) || mark.Offset != uint64(len(entries))+1 {
+		t.Fatalf("mark %+v with %d entries: the store should be ahead", mark, len(entries))
+	}
+}
+
+// TestStatementModeCheck: a backend whose AUTO_INCREMENT values a replay
+// cannot reproduce is refused at start, naming the setting.
+func TestStatementModeCheck(t *testing.T) {
+	m := harness.StartMariaDB(t, harness.MariaDBLogBin(false), harness.MariaDBArgs("--innodb-autoinc-lock-mode=2"))
+	_, err := CheckBackend(context.Background(), Config{Backend: m.Addr, BackendUser: m.User, BackendPassword: m.Password, Format: FormatStatement})
+	var mis *MisconfiguredError
+	if !errors.As(err, &mis) || mis.Setting != "innodb_autoinc_lock_mode" || !strings.Contains(err.Error(), "REPLICAR_MYSQL_FORMAT=statement") {
+		t.Fatalf("autoinc lock mode 2: %v", err)
+	}
+}

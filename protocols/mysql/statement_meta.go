@@ -40,9 +40,10 @@ type tableInfo struct {
 	// of the primary key (MyISAM/Aria then number per key prefix).
 	autoIncNotFirst bool
 	uniqueKeys      int
-	// unsafeDefault is why a column default or generated column makes an
-	// INSERT non-deterministic ("" if none does).
-	unsafeDefault string
+	// unsafeDefaults maps the columns (lower case) whose default is not
+	// deterministic to why: an INSERT that leaves them to it is refused.
+	// A generated column computed so is refused for every INSERT.
+	unsafeDefaults map[string]string
 	// triggerInserts are the tables the table's triggers insert into.
 	triggerInserts []tableRef
 }
@@ -229,10 +230,18 @@ func readTableInfo(schema, name string, query querier) (tableInfo, error) {
 		if len(d) < 3 {
 			continue
 		}
-		for _, expr := range d[1:] {
-			if why := unsafeExpression(expr); why != "" {
-				ti.unsafeDefault = fmt.Sprintf("column %s of %s.%s is computed with %s", d[0], schema, name, why)
+		col := strings.ToLower(d[0])
+		if why := unsafeExpression(d[1]); why != "" {
+			if ti.unsafeDefaults == nil {
+				ti.unsafeDefaults = map[string]string{}
 			}
+			ti.unsafeDefaults[col] = fmt.Sprintf("column %s of %s.%s defaults to %s, and the statement leaves it to its default", d[0], schema, name, why)
+		}
+		if why := unsafeExpression(d[2]); why != "" {
+			if ti.unsafeDefaults == nil {
+				ti.unsafeDefaults = map[string]string{}
+			}
+			ti.unsafeDefaults["\x00"+col] = fmt.Sprintf("column %s of %s.%s is generated with %s", d[0], schema, name, why)
 		}
 	}
 	trig, err := query("SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=" + sqlQuote(schema) + " AND EVENT_OBJECT_TABLE=" + sqlQuote(name))

@@ -72,6 +72,12 @@ type stmtInfo struct {
 	insertSelect, ordered bool
 	// onDupKey says INSERT … ON DUPLICATE KEY UPDATE.
 	onDupKey bool
+	// insertCols are the columns an INSERT or REPLACE names (lower case);
+	// colsKnown says it names them (a column list, or SET), else it gives
+	// every column; usesDefault says it asks for a DEFAULT somewhere.
+	insertCols  []string
+	colsKnown   bool
+	usesDefault bool
 	// routineDef says the statement defines a stored program or view
 	// (its body is not evaluated now).
 	routineDef bool
@@ -263,6 +269,13 @@ func (info *stmtInfo) readClauses(body []sqlTok) {
 			info.targets = append(info.targets, ref)
 			i = next
 		}
+		if word(i) == "PARTITION" && i+1 < len(body) && body[i+1].punct('(') {
+			for i < len(body) && !body[i].punct(')') {
+				i++
+			}
+			i++
+		}
+		info.readInsertColumns(body, i)
 		// The rows come from VALUES, SET or a SELECT (possibly in
 		// parentheses, after a column list).
 		depth := 0
@@ -361,6 +374,59 @@ func (info *stmtInfo) readClauses(body []sqlTok) {
 	case "SET":
 		info.readSet(body)
 	}
+}
+
+// readInsertColumns reads the column list (or SET assignments) of an
+// INSERT or REPLACE whose table name ends before body[i].
+func (info *stmtInfo) readInsertColumns(body []sqlTok, i int) {
+	for _, t := range body[i:] {
+		if t.is("DEFAULT") {
+			info.usesDefault = true
+		}
+	}
+	if i < len(body) && body[i].punct('(') && peekWord(body, i+1) != "SELECT" && peekWord(body, i+1) != "WITH" {
+		info.colsKnown = true
+		for j := i + 1; j < len(body) && !body[j].punct(')'); j++ {
+			if body[j].kind == tkWord || body[j].kind == tkIdent {
+				info.insertCols = append(info.insertCols, strings.ToLower(body[j].text))
+			}
+		}
+		return
+	}
+	if peekWord(body, i) != "SET" {
+		return
+	}
+	info.colsKnown = true
+	depth := 0
+	for j := i + 1; j < len(body); j++ {
+		t := body[j]
+		switch {
+		case t.punct('('):
+			depth++
+		case t.punct(')'):
+			depth--
+		case depth == 0 && t.is("ON"):
+			return
+		case depth == 0 && j+1 < len(body) && body[j+1].punct('=') && (t.kind == tkWord || t.kind == tkIdent):
+			info.insertCols = append(info.insertCols, strings.ToLower(t.text))
+		}
+	}
+}
+
+// leavesDefault says whether an INSERT lets column col take its default.
+func (info *stmtInfo) leavesDefault(col string) bool {
+	if info.usesDefault {
+		return true
+	}
+	if !info.colsKnown {
+		return false
+	}
+	for _, c := range info.insertCols {
+		if c == col {
+			return false
+		}
+	}
+	return true
 }
 
 // readSet notes what a SET statement does that statement mode follows:
