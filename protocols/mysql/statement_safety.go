@@ -520,7 +520,9 @@ func (info *stmtInfo) decide(body []sqlTok) {
 		case "SAVEPOINT", "RELEASE", "ROLLBACK":
 			info.action = actSavepoint
 		case "XA":
-			refuse("XA transactions cannot be logged as statements")
+			if peekWord(body, 1) != "RECOVER" {
+				refuse("XA transactions cannot be logged as statements")
+			}
 		}
 	case ClassBegin, ClassLock:
 		info.action = actImplicitCommit

@@ -131,6 +131,7 @@ func TestAnalyzeActions(t *testing.T) {
 		{"LOAD DATA LOCAL INFILE 'x' INTO TABLE t", actRefuse, "LOAD DATA"},
 		{"XA START 'x'", actRefuse, "XA"},
 		{"XA COMMIT 'x'", actRefuse, "XA"},
+		{"XA RECOVER", actPass, ""},
 		{"CREATE TEMPORARY TABLE tmp (a INT)", actRefuse, "temporary"},
 		{"CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DO DELETE FROM t", actRefuse, "event"},
 		{"BEGIN NOT ATOMIC INSERT INTO t VALUES (1); END", actRefuse, "compound"},
