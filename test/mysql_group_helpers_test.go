@@ -36,6 +36,8 @@ type mysqlGroup struct {
 	dbs  []*harness.MariaDB
 	// direct are pools on each mariadbd, bypassing the proxy.
 	direct []*sql.DB
+	// env is a node's environment for a backend (nil: a router's).
+	env func(backend *harness.MariaDB) map[string]string
 }
 
 // startMySQLGroup starts n nodes with env on top of the defaults below
@@ -55,33 +57,47 @@ func startMySQLGroup(t *testing.T, n int, env map[string]string) *mysqlGroup {
 	if len(group) > 60 {
 		group = group[:60]
 	}
-	for i, db := range g.dbs {
+	g.env = func(backend *harness.MariaDB) map[string]string {
 		vars := map[string]string{
-			"REPLICAR_PROTOCOL":         "mysql",
-			"REPLICAR_BACKEND":          db.Addr,
-			"REPLICAR_BACKEND_USER":     db.User,
-			"REPLICAR_BACKEND_PASSWORD": db.Password,
-			"REPLICAR_PASSWORD":         mysqlClientPassword,
-			"REPLICAR_NATS_URL":         g.nats.URL,
-			"REPLICAR_GROUP":            group,
-			"REPLICAR_LEASE_TTL":        "1s",
-			"REPLICAR_MAX_LAG":          "1s",
-			"REPLICAR_ACK_TIMEOUT":      "5s",
-			"REPLICAR_FAILOVER_WAIT":    "10s",
-			"REPLICAR_LOG_LEVEL":        "info",
+			"REPLICAR_PROTOCOL":      "mysql",
+			"REPLICAR_PASSWORD":      mysqlClientPassword,
+			"REPLICAR_NATS_URL":      g.nats.URL,
+			"REPLICAR_GROUP":         group,
+			"REPLICAR_LEASE_TTL":     "1s",
+			"REPLICAR_MAX_LAG":       "1s",
+			"REPLICAR_ACK_TIMEOUT":   "5s",
+			"REPLICAR_FAILOVER_WAIT": "10s",
+			"REPLICAR_LOG_LEVEL":     "info",
+		}
+		if backend != nil {
+			vars["REPLICAR_BACKEND"] = backend.Addr
+			vars["REPLICAR_BACKEND_USER"] = backend.User
+			vars["REPLICAR_BACKEND_PASSWORD"] = backend.Password
 		}
 		for k, v := range env {
-			if node, name, ok := strings.Cut(k, ":"); ok {
-				if node == fmt.Sprintf("n%d", i+1) {
-					vars[name] = v
-				}
-				continue
+			if !strings.Contains(k, ":") {
+				vars[k] = v
 			}
-			vars[k] = v
+		}
+		return vars
+	}
+	for i, db := range g.dbs {
+		vars := g.env(db)
+		for k, v := range env {
+			if node, name, ok := strings.Cut(k, ":"); ok && node == fmt.Sprintf("n%d", i+1) {
+				vars[name] = v
+			}
 		}
 		g.nodes = append(g.nodes, harness.StartReplicar(t, bin, fmt.Sprintf("n%d", i+1), vars))
 	}
 	return g
+}
+
+// startRouter starts a router of the group: a replicar with no backend
+// that forwards every session to the leader.
+func (g *mysqlGroup) startRouter(t *testing.T) *harness.Replicar {
+	t.Helper()
+	return harness.StartReplicar(t, harness.BuildReplicar(t), "r1", g.env(nil))
 }
 
 // client opens a database/sql pool on node i's client port, logged in as
@@ -89,8 +105,14 @@ func startMySQLGroup(t *testing.T, n int, env map[string]string) *mysqlGroup {
 // statements (interpolateParams off, the driver's default).
 func (g *mysqlGroup) client(t *testing.T, i int, db string) *sql.DB {
 	t.Helper()
+	return g.clientAt(t, g.nodes[i].Addr, db)
+}
+
+// clientAt is client for any client port (a router's).
+func (g *mysqlGroup) clientAt(t *testing.T, addr, db string) *sql.DB {
+	t.Helper()
 	cfg := mysql.NewConfig()
-	cfg.Net, cfg.Addr, cfg.User, cfg.Passwd, cfg.DBName = "tcp", g.nodes[i].Addr, "root", mysqlClientPassword, db
+	cfg.Net, cfg.Addr, cfg.User, cfg.Passwd, cfg.DBName = "tcp", addr, "root", mysqlClientPassword, db
 	cfg.MultiStatements = true
 	cfg.ParseTime = true
 	cfg.Timeout = 5 * time.Second
