@@ -282,8 +282,15 @@ func (s *session) stmtQuery(cmd []byte, q string, cl Classification) error {
 
 // stmtExecute runs a COM_STMT_EXECUTE in statement mode.
 func (s *session) stmtExecute(cmd []byte, st *stmt) error {
-	toks := sqlScan(st.query, !s.st.state.noBackslash)
-	_, err := s.stmtDo(cmd, st.query, toks, st, false)
+	// The statement is logged from its first token to its last: a
+	// trailing ";" or comment would end the applier's batch early.
+	text, toks := st.query, []sqlTok(nil)
+	if ps := splitStatements(st.query, !s.st.state.noBackslash); len(ps) == 1 {
+		text, toks = ps[0].text, ps[0].toks
+	} else {
+		toks = sqlScan(st.query, !s.st.state.noBackslash)
+	}
+	_, err := s.stmtDo(cmd, text, toks, st, false)
 	st.long = nil
 	return err
 }
@@ -365,9 +372,11 @@ func (s *session) stmtDo(cmd []byte, text string, toks []sqlTok, st *stmt, more 
 		}
 		return ok, err
 	case actSavepoint:
-		wasTx := s.inTx
 		ok, err := s.stmtPass(cmd, text, info, st)
-		if ok && wasTx && s.inTx {
+		if ok && (s.inTx || s.st.autocommitOff) {
+			// Logged even before the transaction's first write (with
+			// autocommit off the server does not even report a
+			// transaction yet): a later ROLLBACK TO needs it on replay.
 			s.st.pending = append(s.st.pending, rowlog.Change{Stmt: &rowlog.Statement{SQL: text}})
 		}
 		return ok, err
@@ -391,19 +400,34 @@ func (s *session) resolve(info *stmtInfo, toks []sqlTok) error {
 		return nil
 	}
 	meta := &s.srv.stmt.meta
-	if err := meta.loadRoutines(s.metaQuery); err != nil {
+	routinesErr := meta.loadRoutines(s.metaQuery, false)
+	if routinesErr != nil {
 		var lost lostConn
-		if errors.As(err, &lost) {
+		if errors.As(routinesErr, &lost) {
 			return lost.err
 		}
-		s.srv.log.Warn().Err(err).Msg("statement mode: cannot read stored routines; calls are taken for built-in functions")
+		s.srv.log.Warn().Err(routinesErr).Msg("statement mode: cannot read stored routines; calls are taken for built-in functions")
 	}
 	refuse := func(format string, args ...any) {
 		info.action, info.unsafe = actRefuse, fmt.Sprintf(format, args...)
 	}
 	if info.verb == "CALL" {
 		ri, ok := meta.procedure(s.db, info.callName)
+		if !ok && routinesErr == nil {
+			// Made since the cache was read (outside the front end)?
+			if err := meta.loadRoutines(s.metaQuery, true); err != nil {
+				var lost lostConn
+				if errors.As(err, &lost) {
+					return lost.err
+				}
+				routinesErr = err
+			}
+			ri, ok = meta.procedure(s.db, info.callName)
+		}
 		switch {
+		case routinesErr != nil:
+			refuse("CALL %s: the proxy cannot read the procedure's declaration (%v)", info.callName, routinesErr)
+			return nil
 		case !ok:
 			info.action = actPass // no such procedure: the server says so
 		case ri.writes():
@@ -461,7 +485,11 @@ func (s *session) resolveExecute(info *stmtInfo) {
 		info.action, info.unsafe = actRefuse, "EXECUTE of a statement prepared from a variable: the proxy does not know the statement; PREPARE it from a string literal"
 		return
 	}
-	inner := analyzeStatement(text, sqlScan(text, !s.st.state.noBackslash))
+	toks := sqlScan(text, !s.st.state.noBackslash)
+	if ps := splitStatements(text, !s.st.state.noBackslash); len(ps) == 1 {
+		text, toks = ps[0].text, ps[0].toks
+	}
+	inner := analyzeStatement(text, toks)
 	switch inner.action {
 	case actPass, actRefuse:
 		info.action, info.unsafe = inner.action, inner.unsafe
@@ -959,7 +987,7 @@ func (s *session) stmtWrite(cmd []byte, text string, info *stmtInfo, st *stmt) (
 	if st != nil {
 		lits, err := executeParams(cmd, st.params, st.types, st.long, style)
 		if err == nil {
-			logged, err = substituteParams(st.query, info.params, lits)
+			logged, err = substituteParams(text, info.params, lits)
 		}
 		if err != nil {
 			return false, s.writeErr(newError(gm.ER_UNKNOWN_ERROR, "ERR statement mode cannot log this execution ("+err.Error()+"); the statement was not executed"))
@@ -1471,7 +1499,7 @@ func (s *session) stmtExclusive(cmd []byte, text string, info *stmtInfo, st *stm
 	if st != nil {
 		lits, err := executeParams(cmd, st.params, st.types, st.long, style)
 		if err == nil {
-			logged, err = substituteParams(st.query, info.params, lits)
+			logged, err = substituteParams(text, info.params, lits)
 		}
 		if err != nil {
 			return false, s.writeErr(newError(gm.ER_UNKNOWN_ERROR, "ERR statement mode cannot log this execution ("+err.Error()+"); the statement was not executed"))

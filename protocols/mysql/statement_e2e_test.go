@@ -606,6 +606,18 @@ func TestStatementModeRefusals(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	// Savepoints, the first one opening the transaction (autocommit off).
+	mustExec(t, db, "SET autocommit = 0", "SAVEPOINT s0", "INSERT INTO u1 VALUES (50, 1)", "ROLLBACK TO SAVEPOINT s0",
+		"INSERT INTO u1 VALUES (51, 1)", "SAVEPOINT s1", "UPDATE u1 SET b = 5 WHERE id = 51", "RELEASE SAVEPOINT s1", "COMMIT", "SET autocommit = 1")
+	// A prepared statement whose text ends with a comment.
+	if _, err := db.ExecContext(ctx, "INSERT INTO u1 VALUES (?, ?) -- trailing", 60, 1); err != nil {
+		t.Fatal(err)
+	}
+	// A procedure made behind the front end's back is checked too.
+	mustExec(t, primary.DB(), "CREATE PROCEDURE app.p_direct() MODIFIES SQL DATA INSERT INTO app.u1 VALUES (98, 1)")
+	if _, err := db.ExecContext(ctx, "CALL p_direct()"); !isUnsafe(err) {
+		t.Errorf("CALL of a procedure made directly: %v", err)
+	}
 	// READ COMMITTED, for the session or for the next transaction.
 	mustExec(t, db, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 	if _, err := db.ExecContext(ctx, "INSERT INTO u1 VALUES (30, 1)"); !isUnsafe(err) {
@@ -619,7 +631,8 @@ func TestStatementModeRefusals(t *testing.T) {
 	// Nothing refused ran.
 	var n int
 	for q, want := range map[string]int{
-		"SELECT COUNT(*) FROM u1 WHERE id IN (21, 30, 31, 99, 100, 101, 102, 103)": 0,
+		"SELECT COUNT(*) FROM u1 WHERE id IN (21, 30, 31, 50, 98, 99, 100, 101, 102, 103)": 0,
+		"SELECT b FROM u1 WHERE id = 51": 5, "SELECT b FROM u1 WHERE id = 60": 1,
 		"SELECT COUNT(*) FROM u2": 0, "SELECT COUNT(*) FROM trig": 0, "SELECT COUNT(*) FROM audit": 0,
 		"SELECT COUNT(*) FROM src": 3, "SELECT COUNT(*) FROM fw_log": 2, "SELECT COUNT(*) FROM m": 2,
 		"SELECT COUNT(*) FROM ai": 3, "SELECT b FROM u1 WHERE id = 7": 1600000000, "SELECT b FROM u1 WHERE id = 10": 10,

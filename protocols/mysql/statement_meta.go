@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // What statement mode needs to know about the server's objects: stored
@@ -55,6 +56,7 @@ type stmtMeta struct {
 
 	routinesGen uint64
 	routinesOK  bool
+	routinesAt  time.Time
 	funcs       map[string]routineInfo // "schema.name", lower case
 	procs       map[string]routineInfo
 	udfs        map[string]bool
@@ -78,11 +80,15 @@ func (m *stmtMeta) invalidate() {
 // querier runs a query and returns its rows (NULL as "").
 type querier func(q string) ([][]string, error)
 
+// routinesMaxAge bounds how long routines made outside the front end go
+// unseen.
+const routinesMaxAge = 10 * time.Second
+
 // loadRoutines reads stored routines and loadable functions if the cache
-// is stale.
-func (m *stmtMeta) loadRoutines(query querier) error {
+// is stale (or force).
+func (m *stmtMeta) loadRoutines(query querier, force bool) error {
 	m.mu.Lock()
-	fresh := m.routinesOK && m.routinesGen == m.gen
+	fresh := !force && m.routinesOK && m.routinesGen == m.gen && time.Since(m.routinesAt) < routinesMaxAge
 	gen := m.gen
 	m.mu.Unlock()
 	if fresh {
@@ -116,7 +122,7 @@ func (m *stmtMeta) loadRoutines(query querier) error {
 		}
 	}
 	m.mu.Lock()
-	m.funcs, m.procs, m.udfs, m.routinesGen, m.routinesOK = funcs, procs, udfs, gen, true
+	m.funcs, m.procs, m.udfs, m.routinesGen, m.routinesOK, m.routinesAt = funcs, procs, udfs, gen, true, time.Now()
 	m.mu.Unlock()
 	return nil
 }
