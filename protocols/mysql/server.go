@@ -79,6 +79,11 @@ func NewServer(cfg Config, core Log, offsets GTIDOffsets) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Format == FormatStatement {
+		// The front end logs the writes itself (SetAppender); there is no
+		// capture whose GTIDs a commit would wait for.
+		offsets = nil
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
