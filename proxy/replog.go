@@ -316,6 +316,18 @@ func (r *ReplLog) Next() (epoch, offset uint64) {
 	return r.epoch, r.log.Last() + 1
 }
 
+// Has says whether the log holds the entry at offset with epoch; an offset
+// older than the log retains counts as held (the log agreed with it once).
+func (r *ReplLog) Has(epoch, offset uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if offset < r.log.First() {
+		return true
+	}
+	e, err := r.log.Entry(offset)
+	return err == nil && e.Epoch == epoch
+}
+
 // Epoch is the epoch new entries are written under.
 func (r *ReplLog) Epoch() uint64 {
 	r.mu.Lock()

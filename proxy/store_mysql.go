@@ -48,11 +48,12 @@ import (
 //     backlog has, and it full-resyncs before it follows; otherwise the
 //     store and the backlog agree and the mark is cleared.
 //
-// In statement mode the leader's own commits record their (epoch, offset)
-// in the position table, but a DDL statement cannot, so a store found
-// leading after a crash always full-resyncs (as on Redis); a statement
-// log that broke (a committed transaction that could not be logged) makes
-// the leader step down and full-resync too.
+// In statement mode the leader's own commits record their entry in the
+// store in the same transaction, and a DDL is marked pending before it
+// runs (mysql.StoreMark): a store found leading after a crash full-resyncs
+// only if it holds a change the backlog lacks. A statement log that broke
+// (a committed transaction that could not be logged) makes the leader
+// step down and full-resync.
 
 // MySQLNode adapts a ReplLog to what the MySQL front end needs (mysql.Log).
 type MySQLNode struct {
@@ -340,8 +341,7 @@ func (s *mysqlStore) Recover(ctx context.Context, last backlog.Position) (bool, 
 		return false, nil
 	}
 	if s.statement {
-		s.log.Warn().Uint64("leading_epoch", mark.Epoch).Msg("the store was leading when this node stopped (statement mode cannot tell whether a DDL ran unlogged)")
-		return true, nil
+		return s.recoverStatement(ctx, mark)
 	}
 	base, logged := mark.Start, false
 	if last.Epoch == mark.Epoch && last.Offset > 0 {
@@ -375,6 +375,30 @@ func (s *mysqlStore) Recover(ctx context.Context, last backlog.Position) (bool, 
 		return false, err
 	}
 	log.Info().Stringer("position", pos).Msg("the store was leading when this node stopped; its backlog holds every transaction it committed")
+	return false, nil
+}
+
+// recoverStatement is Recover for a statement-mode store left leading: each
+// logged transaction recorded its entry in the store, and each DDL was
+// marked pending before it ran (mysql.StoreMark), so the store says
+// whether it holds a change the backlog lacks.
+func (s *mysqlStore) recoverStatement(ctx context.Context, mark apply.Leading) (bool, error) {
+	sm, err := mysql.ReadStoreMark(ctx, mysqlFrontConfig(s.cfg, s.sec, s.log))
+	if err != nil {
+		return false, err
+	}
+	log := s.log.With().Uint64("leading_epoch", mark.Epoch).Uint64("store_epoch", sm.Epoch).Uint64("store_offset", sm.Offset).
+		Uint64("pending_ddl_offset", sm.DDLOffset).Logger()
+	if sm.Ahead(s.rl.Has) {
+		log.Warn().Msg("the store was leading when this node stopped and holds a change the backlog lacks")
+		return true, nil
+	}
+	epoch, offset := sm.Position(s.rl.Has)
+	pos := backlog.Position{Epoch: epoch, Offset: offset}
+	if err := s.app.SetPosition(ctx, pos); err != nil {
+		return false, err
+	}
+	log.Info().Stringer("position", pos).Msg("the store was leading when this node stopped; its backlog holds every change it committed")
 	return false, nil
 }
 
