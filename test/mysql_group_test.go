@@ -324,6 +324,11 @@ func TestMySQLFollowerResync(t *testing.T) {
 	if !strings.Contains(g.nodes[f2].LogTail(5000), `"source":"leader"`) {
 		t.Fatalf("the copy did not come from the leader:\n%s", g.nodes[f2].LogTail(200))
 	}
+	for _, line := range strings.Split(g.nodes[leader].LogTail(5000), "\n") {
+		if strings.Contains(line, `"message":"snapshot open; writes resumed"`) {
+			t.Logf("leader's write pause for the snapshot: %s", line)
+		}
+	}
 	if err := g.nodes[f1].Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -351,13 +356,13 @@ func waitLog(t *testing.T, g *mysqlGroup, i int, s string, timeout time.Duration
 // a follower (with a full resync if its backend committed transactions its
 // capture had not logged) with the same data.
 func TestMySQLLeaderKillFailover(t *testing.T) {
-	for _, policy := range []string{"all", "quorum"} {
-		t.Run(policy, func(t *testing.T) { mysqlLeaderKill(t, policy) })
+	for _, tc := range []struct{ format, policy string }{{"row", "all"}, {"row", "quorum"}, {"statement", "quorum"}} {
+		t.Run(tc.format+"-"+tc.policy, func(t *testing.T) { mysqlLeaderKill(t, tc.format, tc.policy) })
 	}
 }
 
-func mysqlLeaderKill(t *testing.T, policy string) {
-	g := startMySQLGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": policy, "REPLICAR_MIN_INSYNC": "2"})
+func mysqlLeaderKill(t *testing.T, format, policy string) {
+	g := startMySQLGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": policy, "REPLICAR_MIN_INSYNC": "2", "REPLICAR_MYSQL_FORMAT": format})
 	leader := g.waitLeader(t, 30*time.Second)
 	createIDs(t, g, leader)
 	others := []int{(leader + 1) % 3, (leader + 2) % 3}
@@ -376,7 +381,7 @@ func mysqlLeaderKill(t *testing.T, policy string) {
 	load.halt()
 	g.timeline(t)
 	took := load.check(t, g, newLeader)
-	t.Logf("policy %s: new leader n%d took writes %v after the kill", policy, newLeader+1, took.Round(time.Millisecond))
+	t.Logf("%s mode, policy %s: new leader n%d took writes %v after the kill", format, policy, newLeader+1, took.Round(time.Millisecond))
 	if m, err := router.Status(context.Background()); err != nil || m["leader"] != g.nodes[newLeader].Node || m["protocol"] != "mysql" {
 		t.Fatalf("router /status after the failover: %v %v", m, err)
 	}
