@@ -449,6 +449,10 @@ func (c Config) Warnings() []string {
 	if c.MySQLFormat != MySQLRow && c.Protocol != ProtocolMySQL {
 		w = append(w, fmt.Sprintf("%sMYSQL_FORMAT=%s has no effect unless %sPROTOCOL=mysql", EnvPrefix, c.MySQLFormat, EnvPrefix))
 	}
+	if c.Protocol == ProtocolMySQL && c.ReadPolicy != ReadLeader {
+		w = append(w, fmt.Sprintf("%sREAD_POLICY=%s has no effect with %sPROTOCOL=mysql: a follower forwards whole sessions to the leader",
+			EnvPrefix, c.ReadPolicy, EnvPrefix))
+	}
 	if (c.AckPolicy == AckAll || c.AckPolicy == AckOne) && c.MaxLag >= c.AckTimeout {
 		w = append(w, fmt.Sprintf("%sMAX_LAG=%s is not below %sACK_TIMEOUT=%s: a stalled follower makes writes time out before it leaves the ISR",
 			EnvPrefix, c.MaxLag, EnvPrefix, c.AckTimeout))

@@ -408,6 +408,11 @@ func TestWarnings(t *testing.T) {
 	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "REPLICAR_MAX_LAG=10s") {
 		t.Errorf("MAX_LAG ≥ ACK_TIMEOUT warnings: %q", w)
 	}
+	c = validConfig(t)
+	c.Protocol, c.ReadPolicy = ProtocolMySQL, ReadLocal
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "REPLICAR_READ_POLICY=local has no effect with REPLICAR_PROTOCOL=mysql") {
+		t.Errorf("READ_POLICY on mysql warnings: %q", w)
+	}
 }
 
 func TestMaskedNeverLeaks(t *testing.T) {
