@@ -371,6 +371,7 @@ func mysqlLeaderKill(t *testing.T, format, policy string) {
 	router := g.startRouter(t)
 	load := startAppendLoad(t, []*sql.DB{g.client(t, others[0], "app"), g.client(t, others[1], "app"),
 		g.clientAt(t, router.Addr, "app"), g.client(t, others[0], "app")})
+	bank := startBank(t, g.client(t, leader, "app"), []*sql.DB{g.client(t, others[0], "app"), g.client(t, others[1], "app")})
 	time.Sleep(1500 * time.Millisecond)
 	if err := g.nodes[leader].Kill(); err != nil {
 		t.Fatal(err)
@@ -379,8 +380,10 @@ func mysqlLeaderKill(t *testing.T, format, policy string) {
 	newLeader := g.waitLeaderAmong(t, others, 20*time.Second, "no new leader after the leader's SIGKILL")
 	time.Sleep(2 * time.Second)
 	load.halt()
+	bank.halt()
 	g.timeline(t)
 	took := load.check(t, g, newLeader)
+	bank.check(t, g.backend(newLeader), fmt.Sprintf("n%d (new leader)", newLeader+1))
 	t.Logf("%s mode, policy %s: new leader n%d took writes %v after the kill", format, policy, newLeader+1, took.Round(time.Millisecond))
 	if m, err := router.Status(context.Background()); err != nil || m["leader"] != g.nodes[newLeader].Node || m["protocol"] != "mysql" {
 		t.Fatalf("router /status after the failover: %v %v", m, err)
@@ -394,6 +397,7 @@ func mysqlLeaderKill(t *testing.T, format, policy string) {
 		t.Fatalf("n%d leads after the old leader came back, want n%d", got+1, newLeader+1)
 	}
 	g.sameData(t, newLeader, 30*time.Second)
+	bank.check(t, g.backend(leader), fmt.Sprintf("n%d (old leader, back)", leader+1))
 	full := strings.Contains(g.nodes[leader].LogTail(5000), "full resync done")
 	t.Logf("old leader n%d back as a follower (full resync: %v)", leader+1, full)
 	g.timeline(t)
@@ -469,6 +473,82 @@ func TestMySQLLeaderBackendDeath(t *testing.T) {
 	g.timeline(t)
 	if !strings.Contains(g.nodes[leader].LogTail(5000), "full resync done") {
 		t.Fatal("the old leader did not full-resync once its backend was back")
+	}
+}
+
+// bankLoad moves money between accounts in transactions; the total never
+// changes, whatever fails.
+type bankLoad struct {
+	stop              atomic.Bool
+	wg                sync.WaitGroup
+	committed, failed atomic.Int64
+	accounts, initial int
+}
+
+// startBank creates app.bank through setup, then runs one transfer loop
+// per pool.
+func startBank(t *testing.T, setup *sql.DB, dbs []*sql.DB) *bankLoad {
+	t.Helper()
+	b := &bankLoad{accounts: 10, initial: 1000}
+	if _, err := setup.Exec("CREATE TABLE bank (id INT PRIMARY KEY, balance BIGINT NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b.accounts {
+		if _, err := setup.Exec("INSERT INTO bank VALUES (?, ?)", i, b.initial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for w, db := range dbs {
+		db.SetMaxOpenConns(1)
+		b.wg.Go(func() {
+			for i := 0; !b.stop.Load(); i++ {
+				from, to := (w*7+i)%b.accounts, (w*3+i*5+1)%b.accounts
+				if from == to {
+					continue
+				}
+				if err := transfer(db, from, to, 1+i%9); err != nil {
+					b.failed.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				b.committed.Add(1)
+			}
+		})
+	}
+	return b
+}
+
+func transfer(db *sql.DB, from, to, amount int) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec("UPDATE bank SET balance = balance - ? WHERE id = ?", amount, from); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if _, err := tx.Exec("UPDATE bank SET balance = balance + ? WHERE id = ?", amount, to); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (b *bankLoad) halt() {
+	b.stop.Store(true)
+	b.wg.Wait()
+}
+
+// check requires the total unchanged in db.
+func (b *bankLoad) check(t *testing.T, db *sql.DB, where string) {
+	t.Helper()
+	var total, n int64
+	if err := db.QueryRow("SELECT COALESCE(SUM(balance), 0), COUNT(*) FROM app.bank").Scan(&total, &n); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bank on %s: %d transfers committed, %d failed; total %d over %d accounts", where, b.committed.Load(), b.failed.Load(), total, n)
+	if want := int64(b.accounts * b.initial); total != want || n != int64(b.accounts) {
+		t.Fatalf("bank total on %s is %d over %d accounts, want %d over %d", where, total, n, want, b.accounts)
 	}
 }
 
