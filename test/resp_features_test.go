@@ -560,3 +560,110 @@ func TestRESPDisconnectMidPipelineLeaksNothing(t *testing.T) {
 	waitFor(t, func() bool { return connected() == baseline && blockedClients(t, c) == 0 })
 	waitFor(t, func() bool { return runtime.NumGoroutine() <= goroutines+2 })
 }
+
+// INFO counts the clients parked in the proxy as blocked, as Redis would:
+// the backend never sees them block.
+func TestInfoCountsParkedClients(t *testing.T) {
+	store := startRedis(t)
+	n := startRESPNode(t, store.Addr)
+	ctx := context.Background()
+	blocker := n.client(t, 0)
+	done := make(chan error, 1)
+	go func() { done <- blocker.BLPop(ctx, 5*time.Second, "nothing-here").Err() }()
+	c := n.client(t, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		info, err := c.Info(ctx, "clients").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(info, "blocked_clients:1\r\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("INFO clients never showed the parked client:\n%s", info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.RPush(ctx, "nothing-here", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A client blocked on a list pop stays blocked when its key becomes another
+// type, as on Redis (which checks the type only when the command first
+// runs): it is woken by the push that follows, or times out with nil.
+func TestBlockedPopOutlivesTypeChange(t *testing.T) {
+	store := startRedis(t)
+	n := startRESPNode(t, store.Addr)
+	ctx := context.Background()
+	for _, direct := range []bool{true, false} {
+		addr := n.Addr
+		if direct {
+			addr = store.Addr
+		}
+		t.Run(map[bool]string{true: "redis", false: "proxy"}[direct], func(t *testing.T) {
+			cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+			defer cl.Close()
+			admin := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+			defer admin.Close()
+			key := "typechange:" + t.Name()
+			admin.Del(ctx, key)
+			popped := make(chan []string, 1)
+			go func() {
+				v, _ := cl.BLPop(ctx, 10*time.Second, key).Result()
+				popped <- v
+			}()
+			waitFor(t, func() bool { return infoBlockedClients(t, admin) >= 1 })
+			if err := admin.Set(ctx, key, "a string now", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case v := <-popped:
+				t.Fatalf("woken by SET with %v; Redis keeps the client blocked", v)
+			case <-time.After(300 * time.Millisecond):
+			}
+			admin.Del(ctx, key)
+			if err := admin.RPush(ctx, key, "x").Err(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case v := <-popped:
+				if len(v) != 2 || v[1] != "x" {
+					t.Fatalf("popped %v, want [%s x]", v, key)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("not woken by the push")
+			}
+
+			// Timing out on a key that is a string now gives nil.
+			admin.Del(ctx, key)
+			done := make(chan error, 1)
+			go func() { done <- cl.BLPop(ctx, 500*time.Millisecond, key).Err() }()
+			waitFor(t, func() bool { return infoBlockedClients(t, admin) >= 1 })
+			admin.Set(ctx, key, "a string", 0)
+			if err := <-done; err != redis.Nil {
+				t.Fatalf("timeout after a type change: %v, want nil", err)
+			}
+		})
+	}
+}
+
+// infoBlockedClients is INFO's blocked_clients, which Redis and (counting
+// the clients it parks) the proxy both report.
+func infoBlockedClients(t *testing.T, c *redis.Client) int {
+	info, err := c.Info(context.Background(), "clients").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "blocked_clients:"); ok {
+			fmt.Sscan(v, &n)
+		}
+	}
+	return n
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -342,8 +343,20 @@ func (l *lane) receiveStep(br *bufio.Reader, j *job, i int) error {
 	}
 	switch st.kind {
 	case stepRead:
+		if st.aside != nil {
+			*st.aside, err = readReply(br, (*st.aside)[:0])
+			st.replyEnd = len(j.out)
+			return err
+		}
 		j.out, err = readReply(br, j.out)
 		st.replyEnd = len(j.out)
+		if err == nil && len(st.args) > 0 && len(st.args[0]) == 4 && strings.EqualFold(string(st.args[0]), "info") {
+			if parked := l.srv.blocked.count.Load(); parked > 0 {
+				patched := patchBlockedClients(j.out[st.replyStart:st.replyEnd], parked)
+				j.out = append(j.out[:st.replyStart], patched...)
+				st.replyEnd = len(j.out)
+			}
+		}
 		return err
 	case stepWrite:
 		if len(st.plan.Exec) > 1 || st.plan.Atomic {

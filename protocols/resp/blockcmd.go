@@ -69,58 +69,129 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 			stopWatching()
 		}
 	}()
+	// timedOut is the first probe's nil reply, in the shape the command
+	// uses, for when the timeout ends the wait.
+	var timedOut *job
+	// Probes after a wake go through the registry's queue, which submits
+	// them to the ordered writer in the order the clients were woken: the
+	// longest-waiting client gets the first element, as with Redis's FIFO
+	// of blocked clients. Parking before the first probe means a write
+	// landing meanwhile wakes us again (dirty).
+	// For a blocking move, the probe first asks the source's type, in
+	// the same burst: a WRONGTYPE is then known to be the destination's
+	// when the source held a list at that moment.
+	var srcType []byte
+	var typeProbe [][]byte
+	switch {
+	case info.Name == "blmove" || info.Name == "brpoplpush":
+		typeProbe = [][]byte{[]byte("TYPE"), probe[1]}
+	case info.Name == "xreadgroup" && len(keys) > 0:
+		// An error then says whether the stream went away (UNBLOCKED)
+		// or only its group (the probe's own NOGROUP).
+		typeProbe = [][]byte{[]byte("TYPE"), keys[0]}
+	}
+	w := newBlockWaiter(func() (*job, error) { return s.submitProbe(probe, isWrite, typeProbe, &srcType) })
+	s.srv.blocked.park(w, s.db, keys)
+	defer s.srv.blocked.unpark(w, s.db, keys)
+	// The first probe goes out from here, at once, so that it keeps its
+	// place among the commands other clients send after it.
+	w.firstProbe()
+	// ended is set once the timeout fired or the client went away while a
+	// probe was already with the writer: its result still has to come.
+	ended, left := false, false
 	for {
-		w := &blockWaiter{wake: make(chan struct{})}
-		// Park before probing, so a write landing between the probe and
-		// the park still wakes us.
-		s.srv.blocked.park(w, s.db, keys)
-		j, nilReply, err := s.probe(probe, isWrite)
-		if err != nil {
-			s.srv.blocked.unpark(w, s.db, keys)
-			s.localError(errorMessage(err))
-			return
-		}
-		if !nilReply {
-			s.srv.blocked.unpark(w, s.db, keys)
-			s.reply(j)
-			return
-		}
-		if gone == nil {
-			gone, stopWatching = s.watchGone()
-		}
 		select {
-		case <-w.wake:
-			s.srv.blocked.unpark(w, s.db, keys)
+		case res := <-w.probed:
+			if res.err != nil {
+				w.finish()
+				s.localError(errorMessage(res.err))
+				return
+			}
+			j := res.j
+			<-j.done
+			nilReply := isNilReply(j.out)
+			if !nilReply && timedOut != nil {
+				switch {
+				case keepsBlockingOn(info.Name, j.out) && string(srcType) != "+list\r\n":
+					// The key now holds another type. Redis checks the
+					// type only when the command first runs; a client
+					// already blocked stays blocked until the key holds
+					// what it pops.
+					nilReply = true
+				case info.Name == "xreadgroup" && isError(j.out) && string(srcType) != "+stream\r\n":
+					// The stream went away (deleted, replaced, flushed):
+					// Redis unblocks the reader with this error. (When
+					// only the group went, the probe's NOGROUP is the
+					// answer, as on Redis.)
+					w.finish()
+					s.localError("UNBLOCKED the stream key no longer exists")
+					return
+				}
+			}
+			if !nilReply {
+				w.finish()
+				s.reply(j)
+				return
+			}
+			if timedOut == nil {
+				timedOut = j
+			}
+			if ended {
+				w.finish()
+				if left || ctx.Err() != nil {
+					return
+				}
+				s.reply(timedOut)
+				return
+			}
+			s.srv.blocked.rearm(w)
+			if gone == nil {
+				gone, stopWatching = s.watchGone()
+			}
 		case <-deadline:
-			s.srv.blocked.unpark(w, s.db, keys)
-			s.reply(j) // the nil reply, in the shape the command uses
-			return
+			deadline = nil
+			if w.cancel() {
+				s.reply(timedOut)
+				return
+			}
+			ended = true
 		case <-gone:
-			s.srv.blocked.unpark(w, s.db, keys)
-			return
+			gone = nil
+			if w.cancel() {
+				return
+			}
+			ended, left = true, true
 		case <-ctx.Done():
-			s.srv.blocked.unpark(w, s.db, keys)
-			return
+			if w.cancel() {
+				return
+			}
+			ended = true
 		}
 	}
 }
 
-// probe runs the non-blocking form once and reports whether it found
-// nothing. A write probe runs inside MULTI, where Redis never blocks.
-func (s *session) probe(args [][]byte, isWrite bool) (*job, bool, error) {
+// submitProbe hands the non-blocking form to the ordered writer once. A
+// write probe runs inside MULTI, where Redis never blocks.
+//
+// With typeProbe set, it is sent first in the same job, its reply going to
+// *aside rather than to the client.
+func (s *session) submitProbe(args [][]byte, isWrite bool, typeProbe [][]byte, aside *[]byte) (*job, error) {
 	j := newJob()
 	j.sess = s
+	if typeProbe != nil {
+		j.steps = append(j.steps, step{kind: stepRead, db: s.db, args: typeProbe, aside: aside})
+	}
 	if isWrite {
 		if err := s.srv.core.Admit(); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		plan, err := Prepare(args, s.srv.cfg.Now().UnixMilli(), s.srv.scripts)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		plan.Atomic = true
 		if !s.holdWrite() {
-			return nil, false, ackpolicy.ErrNotLeader
+			return nil, ackpolicy.ErrNotLeader
 		}
 		j.writes = 1
 		j.steps = append(j.steps, step{kind: stepWrite, db: s.db, plan: plan})
@@ -128,10 +199,11 @@ func (s *session) probe(args [][]byte, isWrite bool) (*job, bool, error) {
 		j.steps = append(j.steps, step{kind: stepRead, db: s.db, args: args})
 	}
 	s.srv.writer.submit(j)
-	<-j.done
-	reply := j.out
-	isNil := bytes.Equal(reply, []byte("*-1\r\n")) || bytes.Equal(reply, []byte("$-1\r\n"))
-	return j, isNil, nil
+	return j, nil
+}
+
+func isNilReply(reply []byte) bool {
+	return bytes.Equal(reply, []byte("*-1\r\n")) || bytes.Equal(reply, []byte("$-1\r\n"))
 }
 
 // resolveLastIDs replaces XREAD's "$" ids by each stream's current last id,
@@ -194,3 +266,17 @@ func (s *session) watchGone() (<-chan struct{}, func()) {
 		s.conn.SetReadDeadline(time.Time{})
 	}
 }
+
+// keepsBlockingOn reports whether a client blocked on a command stays
+// blocked when a re-probe answers reply: a WRONGTYPE error for a list or
+// sorted-set pop or an XREAD, whose key changed type while the client
+// waited. XREADGROUP is different: since Redis 7 a blocked XREADGROUP is
+// unblocked with an error when its key is deleted or changes type.
+func keepsBlockingOn(probe string, reply []byte) bool {
+	if probe == "xreadgroup" {
+		return false
+	}
+	return bytes.HasPrefix(reply, []byte("-WRONGTYPE"))
+}
+
+func isError(reply []byte) bool { return len(reply) > 0 && reply[0] == '-' }

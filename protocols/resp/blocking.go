@@ -16,17 +16,155 @@ type blockKey struct {
 	key string
 }
 
+// blockWaiter is one parked client. Its probes are submitted by the
+// registry's queue, in wake order, and their results come back on probed.
 type blockWaiter struct {
-	wake chan struct{}
-	once sync.Once
+	reprobe func() (*job, error)
+	probed  chan probeResult
+
+	mu    sync.Mutex
+	state waiterState
+	// dirty records a wake while a probe was queued or running: the
+	// probe may have run before the write that woke us, so probe again.
+	dirty bool
+	// submitted says the queued probe went to the writer: it will run,
+	// and its result must be taken.
+	submitted bool
 }
 
-func (w *blockWaiter) fire() { w.once.Do(func() { close(w.wake) }) }
+type waiterState uint8
+
+const (
+	waiterArmed  waiterState = iota // parked, waiting for a wake
+	waiterQueued                    // a probe is queued or running
+	waiterDone                      // the client wants no more probes
+)
+
+type probeResult struct {
+	j   *job
+	err error
+}
+
+func newBlockWaiter(reprobe func() (*job, error)) *blockWaiter {
+	return &blockWaiter{reprobe: reprobe, probed: make(chan probeResult, 1)}
+}
+
+// firstProbe submits the probe a client makes when its command arrives,
+// from the client's own goroutine, and queues its result.
+func (w *blockWaiter) firstProbe() {
+	w.mu.Lock()
+	w.state, w.submitted = waiterQueued, true
+	w.mu.Unlock()
+	j, err := w.reprobe()
+	w.probed <- probeResult{j: j, err: err}
+}
+
+// cancel stops further probes. It reports false when a probe already went
+// to the writer: the caller must take its result (it may have popped).
+func (w *blockWaiter) cancel() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state == waiterQueued && w.submitted {
+		return false
+	}
+	w.state = waiterDone
+	return true
+}
+
+// finish marks the waiter done once its last probe's result is taken.
+func (w *blockWaiter) finish() {
+	w.mu.Lock()
+	w.state = waiterDone
+	w.mu.Unlock()
+}
 
 type blockRegistry struct {
 	mu      sync.Mutex
 	waiters map[blockKey][]*blockWaiter
 	count   atomic.Int64
+
+	// queue holds the waiters whose probe is due, in wake order; one
+	// goroutine at a time (draining) submits them.
+	qmu      sync.Mutex
+	queue    []*blockWaiter
+	draining bool
+}
+
+// queueProbe queues a probe for w, or, when one is already queued or
+// running, asks for another after it.
+func (r *blockRegistry) queueProbe(w *blockWaiter) {
+	w.mu.Lock()
+	switch w.state {
+	case waiterArmed:
+		w.state = waiterQueued
+		w.mu.Unlock()
+		r.enqueue(w)
+		return
+	case waiterQueued:
+		w.dirty = true
+	}
+	w.mu.Unlock()
+}
+
+// rearm is called after a probe found nothing: the waiter waits for the
+// next wake, or probes again at once if one came meanwhile.
+func (r *blockRegistry) rearm(w *blockWaiter) {
+	w.mu.Lock()
+	w.submitted = false
+	if w.state != waiterQueued {
+		w.mu.Unlock()
+		return
+	}
+	if w.dirty {
+		w.dirty = false
+		w.mu.Unlock()
+		r.enqueue(w)
+		return
+	}
+	w.state = waiterArmed
+	w.mu.Unlock()
+}
+
+func (r *blockRegistry) enqueue(w *blockWaiter) {
+	r.qmu.Lock()
+	r.queue = append(r.queue, w)
+	start := !r.draining
+	r.draining = true
+	r.qmu.Unlock()
+	if start {
+		go r.drain()
+	}
+}
+
+// drain submits the queued probes in order until the queue is empty. A
+// submission may wait for room in the writer's queue, which is why it runs
+// here and not in wake, which the writer itself calls.
+func (r *blockRegistry) drain() {
+	for {
+		r.qmu.Lock()
+		if len(r.queue) == 0 {
+			r.draining = false
+			r.qmu.Unlock()
+			return
+		}
+		w := r.queue[0]
+		r.queue[0] = nil
+		r.queue = r.queue[1:]
+		r.qmu.Unlock()
+
+		w.mu.Lock()
+		if w.state != waiterQueued {
+			w.mu.Unlock()
+			continue
+		}
+		// From here the probe will run: cancel makes the client take
+		// its result. It is submitted without w.mu, which a wake (from
+		// the writer itself) may be waiting for.
+		w.submitted = true
+		w.mu.Unlock()
+		j, err := w.reprobe()
+		w.probed <- probeResult{j: j, err: err}
+	}
 }
 
 // park registers w on every key. The keys are copied.
@@ -69,7 +207,22 @@ func (r *blockRegistry) wake(db int, key []byte) {
 	r.mu.Lock()
 	list := r.waiters[blockKey{db, string(key)}]
 	for _, w := range list {
-		w.fire()
+		r.queueProbe(w)
+	}
+	r.mu.Unlock()
+}
+
+// wakeDB fires every waiter on a key of db, or of every db when db is
+// negative: FLUSHDB, FLUSHALL and SWAPDB change keys without naming them.
+func (r *blockRegistry) wakeDB(db int) {
+	r.mu.Lock()
+	for bk, list := range r.waiters {
+		if db >= 0 && bk.db != db {
+			continue
+		}
+		for _, w := range list {
+			r.queueProbe(w)
+		}
 	}
 	r.mu.Unlock()
 }

@@ -46,6 +46,9 @@ type step struct {
 	// unknown marks a write whose outcome is unknown: the connection
 	// failed after it was sent.
 	unknown bool
+	// aside, for a read step sent only for the proxy's own use, receives
+	// its reply instead of the job's output, which the client gets.
+	aside *[]byte
 }
 
 type job struct {

@@ -2,6 +2,8 @@ package resp
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -107,4 +109,36 @@ func (s *Server) fenceRead(ctx context.Context, j *job) error {
 		return err
 	}
 	return s.core.WaitReadable(ctx)
+}
+
+// patchBlockedClients makes an INFO reply count the clients parked in the
+// proxy: the backend never sees them block (the proxy probes with the
+// non-blocking command), so its own blocked_clients is 0 for them, and
+// tools (and Redis's tests) that wait for a client to block would wait
+// forever. reply is the whole bulk reply; it returns the patched one.
+func patchBlockedClients(reply []byte, parked int64) []byte {
+	if parked <= 0 || len(reply) < 4 || reply[0] != '$' {
+		return reply
+	}
+	v, _, err := ParseValue(reply)
+	if err != nil || v.Kind != Bulk {
+		return reply
+	}
+	body := string(v.Str)
+	const field = "blocked_clients:"
+	i := strings.Index(body, field)
+	if i < 0 {
+		return reply
+	}
+	j := i + len(field)
+	k := j
+	for k < len(body) && body[k] >= '0' && body[k] <= '9' {
+		k++
+	}
+	n, err := strconv.ParseInt(body[j:k], 10, 64)
+	if err != nil {
+		return reply
+	}
+	body = body[:j] + strconv.FormatInt(n+parked, 10) + body[k:]
+	return appendBulkString(nil, body)
 }

@@ -392,6 +392,14 @@ func (s *Server) wakeKeys(db int, cmds [][][]byte) {
 			}
 			continue
 		}
+		switch {
+		case strings.EqualFold(string(c[0]), "flushdb"):
+			s.blocked.wakeDB(db)
+			continue
+		case strings.EqualFold(string(c[0]), "flushall"), strings.EqualFold(string(c[0]), "swapdb"):
+			s.blocked.wakeDB(-1)
+			continue
+		}
 		info, err := table.Lookup(c)
 		if err != nil {
 			continue
