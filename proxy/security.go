@@ -12,6 +12,7 @@ import (
 
 	"github.com/replicar/replicar/election"
 	"github.com/replicar/replicar/internal/tlsconf"
+	"github.com/replicar/replicar/internal/users"
 	"github.com/replicar/replicar/protocols/mysql"
 	"github.com/replicar/replicar/protocols/resp"
 )
@@ -35,13 +36,14 @@ func LoadSecurity(cfg Config) (*Security, error) {
 		return nil, fmt.Errorf("%sTLS_*: %w", EnvPrefix, err)
 	}
 	s := &Security{TLS: set}
-	// The users file's syntax is the protocol's.
+	// The users file's syntax is shared; what a user name may hold is the
+	// protocol's.
 	if cfg.UsersFile != "" {
-		load := resp.LoadUsersFile
+		valid := resp.ValidUser
 		if cfg.Protocol == ProtocolMySQL {
-			load = mysql.LoadUsersFile
+			valid = mysql.ValidUser
 		}
-		if s.Users, err = load(cfg.UsersFile); err != nil {
+		if s.Users, err = users.Load(cfg.UsersFile, valid); err != nil {
 			return nil, fmt.Errorf("%sUSERS_FILE: %w", EnvPrefix, err)
 		}
 	}

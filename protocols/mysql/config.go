@@ -1,12 +1,9 @@
 package mysql
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -43,8 +40,9 @@ type Config struct {
 	// default root, and REPLICAR_PASSWORD; empty means no password).
 	User, Password string
 	// Users are more accounts, user → password (REPLICAR_USERS_FILE, read
-	// with LoadUsersFile). A forwarding node logs in to the leader as the
-	// client's user, so every node of a group needs the same accounts.
+	// by internal/users with ValidUser). A forwarding node logs in to the
+	// leader as the client's user, so every node of a group needs the same
+	// accounts.
 	Users map[string]string
 	// AuthPlugin is the plugin the handshake proposes:
 	// mysql_native_password (default) or caching_sha2_password. A client
@@ -124,7 +122,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("REPLICAR_MAX_CLIENTS=%d: want 0 (no cap) or more", c.MaxClients)
 	}
 	for u := range c.Users {
-		if err := validUser(u); err != nil {
+		if err := ValidUser(u); err != nil {
 			return err
 		}
 	}
@@ -141,59 +139,10 @@ func (c *Config) accounts() map[string]string {
 	return m
 }
 
-// ParseUsers reads `user:password` lines: the password is everything after
-// the first colon, kept byte for byte (it may hold colons and spaces).
-// Blank lines and lines starting with # are skipped. A line without a
-// colon, an empty or invalid user name, or a user listed twice is an error
-// naming the line.
-func ParseUsers(r io.Reader) (map[string]string, error) {
-	users := map[string]string{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSuffix(sc.Text(), "\r")
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue
-		}
-		user, pass, ok := strings.Cut(line, ":")
-		if !ok {
-			return nil, fmt.Errorf("line %d: want user:password", n)
-		}
-		user = strings.TrimSpace(user)
-		if err := validUser(user); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		if _, dup := users[user]; dup {
-			return nil, fmt.Errorf("line %d: user %q listed twice", n, user)
-		}
-		users[user] = pass
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("line %d: %w", n+1, err)
-	}
-	return users, nil
-}
-
-// LoadUsersFile reads a users file (REPLICAR_USERS_FILE) with ParseUsers.
-func LoadUsersFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("users file: %w", err)
-	}
-	defer f.Close()
-	users, err := ParseUsers(f)
-	if err != nil {
-		return nil, fmt.Errorf("users file %s: %w", path, err)
-	}
-	return users, nil
-}
-
-// validUser accepts what a handshake can carry: a NUL would end the name
+// ValidUser accepts what a handshake can carry: a NUL would end the name
 // early, and MySQL caps user names at 80 characters (MariaDB at 128
 // bytes; the smaller one is kept).
-func validUser(u string) error {
+func ValidUser(u string) error {
 	switch {
 	case u == "":
 		return errors.New("empty user name")

@@ -3,7 +3,7 @@
 //
 // Server accepts clients with go-mysql's server package, which does the
 // handshake: clients log in with the proxy's own accounts (Config.User and
-// Password, plus Config.Users from a users file read with LoadUsersFile),
+// Password, plus Config.Users from a users file the proxy reads),
 // over mysql_native_password or caching_sha2_password, whichever the
 // client answers with. The backend credentials are separate and never
 // seen by clients.

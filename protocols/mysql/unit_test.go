@@ -18,11 +18,14 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/replicar/replicar/ackpolicy"
+	"github.com/replicar/replicar/internal/users"
 )
 
-func TestParseUsers(t *testing.T) {
+// TestUsersFile reads a users file with the MySQL rule on user names: the
+// syntax is internal/users', tested there; here the names MySQL refuses.
+func TestUsersFile(t *testing.T) {
 	in := "# accounts\n\napp:s3cret\nreport:with:colons and spaces \r\n  ops :x\nempty:\n"
-	got, err := ParseUsers(strings.NewReader(in))
+	got, err := users.Parse(strings.NewReader(in), ValidUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,25 +34,23 @@ func TestParseUsers(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	for _, c := range []struct{ in, err string }{
-		{"app\n", "line 1: want user:password"},
-		{"ok:1\n:pw\n", "line 2: empty user name"},
-		{"a:1\nb:2\na:3\n", `line 3: user "a" listed twice`},
-		{strings.Repeat("u", 81) + ":x", "longer than 80 characters"},
+		{"ok:1\n" + strings.Repeat("u", 81) + ":x", "line 2: user \"" + strings.Repeat("u", 81) + "\": longer than 80 characters"},
+		{"a\x00b:x\n", `line 1: user "a\x00b": contains a NUL or newline`},
 	} {
-		_, err := ParseUsers(strings.NewReader(c.in))
-		if err == nil || !strings.Contains(err.Error(), c.err) {
-			t.Errorf("ParseUsers(%q) = %v, want an error with %q", c.in, err, c.err)
+		_, err := users.Parse(strings.NewReader(c.in), ValidUser)
+		if err == nil || err.Error() != c.err {
+			t.Errorf("Parse(%q) = %v, want %q", c.in, err, c.err)
 		}
+	}
+	if err := ValidUser(strings.Repeat("é", 80)); err != nil {
+		t.Errorf("80 characters refused: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "users")
 	if err := os.WriteFile(path, []byte("a:b\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if u, err := LoadUsersFile(path); err != nil || u["a"] != "b" {
-		t.Errorf("LoadUsersFile: %v %v", u, err)
-	}
-	if _, err := LoadUsersFile(path + ".missing"); err == nil || !strings.Contains(err.Error(), "users file") {
-		t.Errorf("missing users file: %v", err)
+	if u, err := users.Load(path, ValidUser); err != nil || u["a"] != "b" {
+		t.Errorf("Load: %v %v", u, err)
 	}
 }
 

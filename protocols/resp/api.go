@@ -91,7 +91,7 @@ type Config struct {
 	// with. An empty Password means no AUTH is required.
 	User, Password string
 	// Users are more accounts clients may AUTH as, user → password
-	// (REPLICAR_USERS_FILE, read with LoadUsersFile). They do not make
+	// (REPLICAR_USERS_FILE, read by internal/users with ValidUser). They do not make
 	// AUTH required: only Password does, as Redis's default user does.
 	Users map[string]string
 	// MaxClients caps client connections; 0 means no cap.
