@@ -667,3 +667,48 @@ func infoBlockedClients(t *testing.T, c *redis.Client) int {
 	}
 	return n
 }
+
+// A client parked on XREADGROUP is probed once, not in a loop: the probe's
+// own effect (the consumer it creates, which is logged) must not wake it.
+func TestBlockedXReadGroupDoesNotSpin(t *testing.T) {
+	store := startRedis(t)
+	n := startRESPNode(t, store.Addr)
+	ctx := context.Background()
+	c := n.client(t, 0)
+	if err := c.XGroupCreateMkStream(ctx, "spin", "g", "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: store.Addr, Protocol: 2})
+	defer direct.Close()
+	direct.ConfigResetStat(ctx)
+	before := n.Node.Status().Offset
+	got := make(chan error, 1)
+	go func() {
+		_, err := n.client(t, 0).XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "alice",
+			Streams: []string{"spin", ">"}, Block: 0}).Result()
+		got <- err
+	}()
+	waitFor(t, func() bool { return infoBlockedClients(t, c) == 1 })
+	time.Sleep(500 * time.Millisecond)
+	calls := func() string {
+		info, _ := direct.Info(ctx, "commandstats").Result()
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "cmdstat_xreadgroup:"); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	if s := calls(); !strings.HasPrefix(s, "calls=1,") {
+		t.Fatalf("XREADGROUP on the backend while parked: %s, want calls=1", s)
+	}
+	if grew := n.Node.Status().Offset - before; grew > 1 {
+		t.Fatalf("the backlog grew by %d entries while the client was parked", grew)
+	}
+	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: "spin", Values: []string{"f", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -27,10 +28,18 @@ type lane struct {
 
 	up      atomic.Bool
 	lastErr atomic.Pointer[string]
+
+	// urgent are jobs that go before everything queued in jobs: the
+	// probes of clients a write just woke, which Redis serves right after
+	// the command that woke them, before any later one. urgentReady wakes
+	// an idle lane for them.
+	urgentMu    sync.Mutex
+	urgent      []*job
+	urgentReady chan struct{}
 }
 
 func newLane(srv *Server, name string, ordered bool) *lane {
-	return &lane{srv: srv, name: name, ordered: ordered, jobs: make(chan *job, 256)}
+	return &lane{srv: srv, name: name, ordered: ordered, jobs: make(chan *job, 256), urgentReady: make(chan struct{}, 1)}
 }
 
 // submit queues j. While the backend is down, j is answered at once with
@@ -40,6 +49,36 @@ func (l *lane) submit(j *job) {
 		j.queued = time.Now()
 	}
 	l.jobs <- j
+}
+
+// submitUrgent queues j ahead of every job in the queue. It never blocks,
+// so the lane itself may call it (a write it logs wakes blocked clients).
+func (l *lane) submitUrgent(j *job) {
+	l.urgentMu.Lock()
+	l.urgent = append(l.urgent, j)
+	l.urgentMu.Unlock()
+	select {
+	case l.urgentReady <- struct{}{}:
+	default:
+	}
+}
+
+// takeUrgent appends the urgent jobs to dst, oldest first.
+func (l *lane) takeUrgent(dst []*job) []*job {
+	l.urgentMu.Lock()
+	dst = append(dst, l.urgent...)
+	clear(l.urgent)
+	l.urgent = l.urgent[:0]
+	l.urgentMu.Unlock()
+	return dst
+}
+
+// failUrgent answers the urgent jobs with msg: the lane cannot run them.
+func (l *lane) failUrgent(msg string) {
+	for _, j := range l.takeUrgent(nil) {
+		j.fail(0, msg, false)
+		l.finish(j)
+	}
 }
 
 // run keeps a connection to the backend, reconnecting with backoff, until
@@ -72,6 +111,7 @@ func (l *lane) run(ctx context.Context) {
 	}
 	l.up.Store(false)
 	for {
+		l.failUrgent("ERR backend unavailable: proxy shutting down")
 		select {
 		case j := <-l.jobs:
 			j.fail(0, "ERR backend unavailable: proxy shutting down", false)
@@ -125,6 +165,8 @@ func (l *lane) failFor(ctx context.Context, d time.Duration) {
 			// need the writer's order, so without the writer they fail.
 			j.fail(0, l.downMessage(), false)
 			l.finish(j)
+		case <-l.urgentReady:
+			l.failUrgent(l.downMessage())
 		}
 	}
 }
@@ -142,12 +184,16 @@ func (l *lane) serve(ctx context.Context, conn net.Conn, br *bufio.Reader, bw *b
 	db := 0
 	burst := make([]*job, 0, 256)
 	for {
-		burst = burst[:0]
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case j := <-l.jobs:
-			burst = append(burst, j)
+		burst = l.takeUrgent(burst[:0])
+		if len(burst) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case j := <-l.jobs:
+				burst = append(burst, j)
+			case <-l.urgentReady:
+				continue
+			}
 		}
 	gather:
 		for len(burst) < cap(burst) {

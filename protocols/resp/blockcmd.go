@@ -72,11 +72,11 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 	// timedOut is the first probe's nil reply, in the shape the command
 	// uses, for when the timeout ends the wait.
 	var timedOut *job
-	// Probes after a wake go through the registry's queue, which submits
-	// them to the ordered writer in the order the clients were woken: the
-	// longest-waiting client gets the first element, as with Redis's FIFO
-	// of blocked clients. Parking before the first probe means a write
-	// landing meanwhile wakes us again (dirty).
+	// Probes after a wake go to the ordered writer ahead of its queue, in
+	// the order the clients were woken: the longest-waiting client gets the
+	// first element, as with Redis's FIFO of blocked clients. Parking
+	// before the first probe means a write landing meanwhile wakes us
+	// again (dirty).
 	// For a blocking move, the probe first asks the source's type, in
 	// the same burst: a WRONGTYPE is then known to be the destination's
 	// when the source held a list at that moment.
@@ -90,7 +90,7 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 		// or only its group (the probe's own NOGROUP).
 		typeProbe = [][]byte{[]byte("TYPE"), keys[0]}
 	}
-	w := newBlockWaiter(func() (*job, error) { return s.submitProbe(probe, isWrite, typeProbe, &srcType) })
+	w := newBlockWaiter(s.srv.writer, func() (*job, error) { return s.buildProbe(probe, isWrite, typeProbe, &srcType) })
 	s.srv.blocked.park(w, s.db, keys)
 	defer s.srv.blocked.unpark(w, s.db, keys)
 	// The first probe goes out from here, at once, so that it keeps its
@@ -170,14 +170,16 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 	}
 }
 
-// submitProbe hands the non-blocking form to the ordered writer once. A
-// write probe runs inside MULTI, where Redis never blocks.
+// buildProbe makes the job that runs the non-blocking form once, for the
+// ordered writer. A write probe runs inside MULTI, where Redis never
+// blocks.
 //
 // With typeProbe set, it is sent first in the same job, its reply going to
 // *aside rather than to the client.
-func (s *session) submitProbe(args [][]byte, isWrite bool, typeProbe [][]byte, aside *[]byte) (*job, error) {
+func (s *session) buildProbe(args [][]byte, isWrite bool, typeProbe [][]byte, aside *[]byte) (*job, error) {
 	j := newJob()
 	j.sess = s
+	j.probe = true
 	if typeProbe != nil {
 		j.steps = append(j.steps, step{kind: stepRead, db: s.db, args: typeProbe, aside: aside})
 	}
@@ -198,7 +200,6 @@ func (s *session) submitProbe(args [][]byte, isWrite bool, typeProbe [][]byte, a
 	} else {
 		j.steps = append(j.steps, step{kind: stepRead, db: s.db, args: args})
 	}
-	s.srv.writer.submit(j)
 	return j, nil
 }
 

@@ -19,8 +19,10 @@ type blockKey struct {
 // blockWaiter is one parked client. Its probes are submitted by the
 // registry's queue, in wake order, and their results come back on probed.
 type blockWaiter struct {
-	reprobe func() (*job, error)
-	probed  chan probeResult
+	// build makes the probe job and lane runs it.
+	build  func() (*job, error)
+	lane   *lane
+	probed chan probeResult
 
 	mu    sync.Mutex
 	state waiterState
@@ -45,8 +47,8 @@ type probeResult struct {
 	err error
 }
 
-func newBlockWaiter(reprobe func() (*job, error)) *blockWaiter {
-	return &blockWaiter{reprobe: reprobe, probed: make(chan probeResult, 1)}
+func newBlockWaiter(l *lane, build func() (*job, error)) *blockWaiter {
+	return &blockWaiter{build: build, lane: l, probed: make(chan probeResult, 1)}
 }
 
 // firstProbe submits the probe a client makes when its command arrives,
@@ -55,7 +57,20 @@ func (w *blockWaiter) firstProbe() {
 	w.mu.Lock()
 	w.state, w.submitted = waiterQueued, true
 	w.mu.Unlock()
-	j, err := w.reprobe()
+	j, err := w.build()
+	if err == nil {
+		w.lane.submit(j)
+	}
+	w.probed <- probeResult{j: j, err: err}
+}
+
+// reprobe submits a probe ahead of the lane's queue, after a wake: Redis
+// serves the clients a command woke before any later command.
+func (w *blockWaiter) reprobe() {
+	j, err := w.build()
+	if err == nil {
+		w.lane.submitUrgent(j)
+	}
 	w.probed <- probeResult{j: j, err: err}
 }
 
@@ -82,23 +97,20 @@ type blockRegistry struct {
 	mu      sync.Mutex
 	waiters map[blockKey][]*blockWaiter
 	count   atomic.Int64
-
-	// queue holds the waiters whose probe is due, in wake order; one
-	// goroutine at a time (draining) submits them.
-	qmu      sync.Mutex
-	queue    []*blockWaiter
-	draining bool
 }
 
-// queueProbe queues a probe for w, or, when one is already queued or
-// running, asks for another after it.
+// queueProbe probes again for w, woken by a write, or, when a probe is
+// already on its way, asks for another after it. The probe goes ahead of
+// everything queued on the lane, and it is built and queued here, in wake
+// order: the longest-waiting client probes first, as Redis serves its
+// blocked clients.
 func (r *blockRegistry) queueProbe(w *blockWaiter) {
 	w.mu.Lock()
 	switch w.state {
 	case waiterArmed:
-		w.state = waiterQueued
+		w.state, w.submitted = waiterQueued, true
 		w.mu.Unlock()
-		r.enqueue(w)
+		w.reprobe()
 		return
 	case waiterQueued:
 		w.dirty = true
@@ -117,54 +129,13 @@ func (r *blockRegistry) rearm(w *blockWaiter) {
 	}
 	if w.dirty {
 		w.dirty = false
+		w.submitted = true
 		w.mu.Unlock()
-		r.enqueue(w)
+		w.reprobe()
 		return
 	}
 	w.state = waiterArmed
 	w.mu.Unlock()
-}
-
-func (r *blockRegistry) enqueue(w *blockWaiter) {
-	r.qmu.Lock()
-	r.queue = append(r.queue, w)
-	start := !r.draining
-	r.draining = true
-	r.qmu.Unlock()
-	if start {
-		go r.drain()
-	}
-}
-
-// drain submits the queued probes in order until the queue is empty. A
-// submission may wait for room in the writer's queue, which is why it runs
-// here and not in wake, which the writer itself calls.
-func (r *blockRegistry) drain() {
-	for {
-		r.qmu.Lock()
-		if len(r.queue) == 0 {
-			r.draining = false
-			r.qmu.Unlock()
-			return
-		}
-		w := r.queue[0]
-		r.queue[0] = nil
-		r.queue = r.queue[1:]
-		r.qmu.Unlock()
-
-		w.mu.Lock()
-		if w.state != waiterQueued {
-			w.mu.Unlock()
-			continue
-		}
-		// From here the probe will run: cancel makes the client take
-		// its result. It is submitted without w.mu, which a wake (from
-		// the writer itself) may be waiting for.
-		w.submitted = true
-		w.mu.Unlock()
-		j, err := w.reprobe()
-		w.probed <- probeResult{j: j, err: err}
-	}
 }
 
 // park registers w on every key. The keys are copied.

@@ -77,6 +77,10 @@ type job struct {
 	// writes counts the client writes in the job that the server's
 	// writesInFlight holds, until the writer answers them.
 	writes int64
+	// probe marks a blocking command's probe: when it finds nothing, what
+	// it logs (XREADGROUP making its consumer) must not wake parked
+	// clients, itself included, or they would probe each other in a loop.
+	probe bool
 	// queued is when a forwarded job was submitted: it waits for a leader
 	// for at most FailoverWait from then.
 	queued time.Time

@@ -373,7 +373,7 @@ func (s *Server) logEffect(j *job, st *step, cmds [][][]byte) {
 	} else {
 		s.stats.countRewrite(st.plan.Kind)
 	}
-	if s.blocked.count.Load() > 0 {
+	if s.blocked.count.Load() > 0 && !(j.probe && isNilReply(j.out[st.replyStart:st.replyEnd])) {
 		s.wakeKeys(st.db, cmds)
 	}
 }
