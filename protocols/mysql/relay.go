@@ -15,6 +15,7 @@ type relayResult struct {
 	status    uint16 // the status flags of the last OK or EOF
 	sawStatus bool
 	errored   bool // the response ended with an ERR
+	refused   bool // admission refused the command: it never reached the backend
 	cursor    bool // a prepared statement's cursor is open
 	// schemaSeen says the backend reported the default database itself.
 	schemaSeen bool

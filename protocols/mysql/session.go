@@ -788,9 +788,21 @@ func (s *session) runQuery(cmd []byte, q string, cl Classification) (relayResult
 			cmd = append([]byte{gm.COM_QUERY}, rewritten...)
 		}
 	}
+	res, err := s.admitAndRelay(cmd, cl, false)
+	if err != nil || res.refused {
+		return res, err
+	}
+	s.afterQuery(q, cl, res)
+	return res, nil
+}
+
+// admitAndRelay is what a query and an execute share: admission (a refusal
+// is answered here), the command on the backend, and its relayed answer;
+// binary says the answer's rows are in the binary protocol.
+func (s *session) admitAndRelay(cmd []byte, cl Classification, binary bool) (relayResult, error) {
 	refusal, fence, admitted := s.admit(cl)
 	if refusal != nil {
-		return relayResult{errored: true}, s.refuse(cl, refusal)
+		return relayResult{errored: true, refused: true}, s.refuse(cl, refusal)
 	}
 	if admitted {
 		s.srv.writesInFlight.Add(1)
@@ -809,14 +821,10 @@ func (s *session) runQuery(cmd []byte, q string, cl Classification) (relayResult
 		s.setBusy(false)
 		return relayResult{}, err
 	}
-	res, err := s.relay(false, fence, cl.Class)
+	res, err := s.relay(binary, fence, cl.Class)
 	s.setBusy(false)
 	s.afterResponse(res)
-	if err != nil {
-		return res, err
-	}
-	s.afterQuery(q, cl, res)
-	return res, nil
+	return res, err
 }
 
 // refuse answers a statement that was not admitted. A refused COMMIT
@@ -1054,31 +1062,8 @@ func (s *session) execute(cmd []byte) error {
 // runExecute runs a COM_STMT_EXECUTE on the session's backend:
 // admission, the command, the relayed answer.
 func (s *session) runExecute(cmd []byte, st *stmt, cl Classification) (relayResult, error) {
-	refusal, fence, admitted := s.admit(cl)
-	if refusal != nil {
-		return relayResult{errored: true}, s.refuse(cl, refusal)
-	}
-	if admitted {
-		s.srv.writesInFlight.Add(1)
-		defer s.srv.writesInFlight.Add(-1)
-	}
-	s.setBusy(true)
-	if err := s.queueReset(); err != nil {
-		s.setBusy(false)
-		return relayResult{}, err
-	}
-	if err := s.be.command(cmd); err != nil {
-		s.setBusy(false)
-		return relayResult{}, s.backendLost(err)
-	}
-	if err := s.skipQueued(); err != nil {
-		s.setBusy(false)
-		return relayResult{}, err
-	}
-	res, err := s.relay(true, fence, cl.Class)
-	s.setBusy(false)
-	s.afterResponse(res)
-	if err != nil {
+	res, err := s.admitAndRelay(cmd, cl, true)
+	if err != nil || res.refused {
 		return res, err
 	}
 	if cl.Class.Writes() && s.inTx {
