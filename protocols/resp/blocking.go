@@ -47,15 +47,19 @@ type probeResult struct {
 	err error
 }
 
+// newBlockWaiter starts queued: it is parked before its first probe goes
+// out, and a wake in between must only ask for another probe after it. An
+// armed waiter would probe from the waker too, and the two results would
+// not fit the one-slot channel: the client would hang.
 func newBlockWaiter(l *lane, build func() (*job, error)) *blockWaiter {
-	return &blockWaiter{build: build, lane: l, probed: make(chan probeResult, 1)}
+	return &blockWaiter{build: build, lane: l, probed: make(chan probeResult, 1), state: waiterQueued}
 }
 
 // firstProbe submits the probe a client makes when its command arrives,
 // from the client's own goroutine, and queues its result.
 func (w *blockWaiter) firstProbe() {
 	w.mu.Lock()
-	w.state, w.submitted = waiterQueued, true
+	w.submitted = true
 	w.mu.Unlock()
 	j, err := w.build()
 	if err == nil {
