@@ -45,6 +45,23 @@ type ReplLog struct {
 	// called without mu held.
 	onAppend func(offset uint64)
 
+	// pending are the entries AppendBuffered put in the memory log that
+	// the WAL does not hold yet (their payloads are pendBuf[start:end]).
+	// Until Flush writes them they do not count as in the leader's
+	// backlog: followers are not sent them and they cannot commit, so a
+	// failed write can take them back before anyone saw them.
+	pending []pendingEntry
+	pendBuf []byte
+	// pendBase is the log's last position before the first pending entry.
+	pendBase backlog.Position
+	// unannounced counts the entries appended since the last Flush whose
+	// append the replication layer and the waiters have not heard of.
+	unannounced int
+	// broken is set when a Flush failed: the entries it took back were
+	// executed on the primary and their clients told so, and the log
+	// refuses writes until the next term rather than reuse their offsets.
+	broken error
+
 	// role says whether the log takes writes, and under which lease
 	// (role.go); read without mu on every command.
 	role        atomic.Pointer[role]
@@ -106,6 +123,9 @@ func OpenReplLog(ctx context.Context, opts ReplLogOptions) (*ReplLog, wal.Recove
 // Close syncs and closes the WAL.
 func (r *ReplLog) Close() error {
 	r.commits.Abort(ackpolicy.ErrNotLeader)
+	r.mu.Lock()
+	r.settleLocked()
+	r.mu.Unlock()
 	if r.wal != nil {
 		return r.wal.Close()
 	}
@@ -123,8 +143,24 @@ func (r *ReplLog) stateLocked() ackpolicy.State {
 		st.Followers = append([]ackpolicy.Follower(nil), st.Followers...)
 		st.GroupSize = max(st.GroupSize, r.groupSize)
 	}
-	st.Leader = r.log.Last()
+	st.Leader = r.flushedLocked().Offset
 	return st
+}
+
+// pendingEntry is an entry appended to the memory log but not yet to the
+// WAL.
+type pendingEntry struct {
+	epoch, offset uint64
+	start, end    int
+}
+
+// flushedLocked is the position of the newest entry the WAL holds (all of
+// them without a WAL): what followers may be sent and what may commit.
+func (r *ReplLog) flushedLocked() backlog.Position {
+	if len(r.pending) == 0 {
+		return r.log.LastPosition()
+	}
+	return r.pendBase
 }
 
 // OnAppend registers the replication layer's append hook.
@@ -152,6 +188,9 @@ func (r *ReplLog) Admit() error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.broken != nil {
+		return r.broken
+	}
 	return ackpolicy.Accept(r.policy, r.stateLocked())
 }
 
@@ -160,48 +199,116 @@ func (r *ReplLog) Admit() error {
 const walDropEvery = 1024
 
 // Append writes one entry under the current epoch and returns its offset.
+// The entry is in the backlog (and its WAL) when Append returns.
 func (r *ReplLog) Append(payload []byte) (uint64, error) {
-	off, st, onAppend, err := r.appendLocked(payload)
+	off, err := r.AppendBuffered(payload)
 	if err != nil {
 		return 0, err
 	}
-	if onAppend != nil {
-		onAppend(off)
-	}
-	r.commits.Advance(ackpolicy.Commit(r.policy, st))
-	return off, nil
+	return off, r.Flush()
 }
 
-func (r *ReplLog) appendLocked(payload []byte) (uint64, ackpolicy.State, func(uint64), error) {
+// AppendBuffered appends one entry to the memory log and returns its
+// offset; the WAL write, the followers' wake-up and the commit wait for
+// Flush. A front end that logs many writes per round trip to its primary
+// (the RESP writer) appends them all, then flushes once: one WAL write
+// instead of one per entry.
+func (r *ReplLog) AppendBuffered(payload []byte) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if ro := r.role.Load(); ro != nil && !ro.leader {
 		// A write admitted before the step-down finished executing
 		// after it; the node drains its writer before following, so
 		// this is reported, never silently kept.
-		return 0, ackpolicy.State{}, nil, errFollower
+		return 0, errFollower
 	}
+	if r.broken != nil {
+		return 0, r.broken
+	}
+	if r.wal != nil && len(payload) > backlog.MaxPayload {
+		// Refused now rather than by the WAL at Flush, with a batch.
+		return 0, fmt.Errorf("append to wal: %d bytes: %w", len(payload), backlog.ErrEntryTooLarge)
+	}
+	base := r.log.LastPosition()
 	off, err := r.log.Append(r.epoch, payload)
 	if err != nil {
-		return 0, ackpolicy.State{}, nil, fmt.Errorf("append to backlog: %w", err)
+		return 0, fmt.Errorf("append to backlog: %w", err)
 	}
 	if r.wal != nil {
-		if err := r.wal.Append(backlog.Entry{Epoch: r.epoch, Offset: off, Payload: payload}); err != nil {
-			// Keep memory and disk the same log. After a failed fsync the
-			// WAL refuses every append (wal.ErrFailed) until the node
-			// restarts and recovers from what is on disk: writes fail
-			// loudly rather than go unlogged.
-			_ = r.log.TruncateAfter(off - 1)
-			return 0, ackpolicy.State{}, nil, fmt.Errorf("append to wal: %w", err)
+		if len(r.pending) == 0 {
+			r.pendBase = base
 		}
-		if first := r.log.First(); first > r.dropped+walDropEvery {
-			if err := r.wal.DropBefore(first); err == nil {
-				r.dropped = first
-			}
+		start := len(r.pendBuf)
+		r.pendBuf = append(r.pendBuf, payload...)
+		r.pending = append(r.pending, pendingEntry{epoch: r.epoch, offset: off, start: start, end: len(r.pendBuf)})
+	}
+	r.unannounced++
+	return off, nil
+}
+
+// Flush writes the entries appended since the last Flush to the WAL in one
+// write, then wakes the followers and commits what the policy allows. If
+// the WAL refuses them they are taken back off the memory log (no follower
+// was sent them) and the log refuses writes until the next term; the
+// replies waiting on the log get the error.
+func (r *ReplLog) Flush() error {
+	r.mu.Lock()
+	if r.unannounced == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	err := r.flushLocked()
+	last, st, onAppend := r.log.Last(), r.stateLocked(), r.onAppend
+	r.mu.Unlock()
+	if err != nil {
+		r.commits.Abort(err)
+		return err
+	}
+	if onAppend != nil {
+		onAppend(last)
+	}
+	r.commits.Advance(ackpolicy.Commit(r.policy, st))
+	return nil
+}
+
+// maxKeptPendBuf bounds the pending buffer kept between flushes.
+const maxKeptPendBuf = 1 << 20
+
+func (r *ReplLog) flushLocked() error {
+	r.unannounced = 0
+	if len(r.pending) == 0 {
+		r.wakeStreamsLocked()
+		return nil
+	}
+	entries := make([]backlog.Entry, len(r.pending))
+	for i, p := range r.pending {
+		entries[i] = backlog.Entry{Epoch: p.epoch, Offset: p.offset, Payload: r.pendBuf[p.start:p.end]}
+	}
+	first := r.pending[0].offset
+	r.pending = r.pending[:0]
+	defer func() {
+		if cap(r.pendBuf) > maxKeptPendBuf {
+			r.pendBuf = nil
+		} else {
+			r.pendBuf = r.pendBuf[:0]
+		}
+	}()
+	if err := r.wal.Append(entries...); err != nil {
+		// Keep memory and disk the same log. After a failed fsync the
+		// WAL refuses every append (wal.ErrFailed) until the node
+		// restarts and recovers from what is on disk: writes fail
+		// loudly rather than go unlogged.
+		_ = r.log.TruncateAfter(first - 1)
+		r.broken = fmt.Errorf("append to wal: %w", err)
+		return r.broken
+	}
+	if first := r.log.First(); first > r.dropped+walDropEvery {
+		if err := r.wal.DropBefore(first); err == nil {
+			r.dropped = first
 		}
 	}
 	r.wakeStreamsLocked()
-	return off, r.stateLocked(), r.onAppend, nil
+	return nil
 }
 
 // WaitCommitted blocks until offset commits, for at most the ack timeout.
@@ -259,7 +366,7 @@ func (r *ReplLog) Snapshot() Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return Snapshot{
-		Epoch: r.epoch, First: r.log.First(), Last: r.log.Last(), Committed: r.commits.Committed(),
+		Epoch: r.epoch, First: r.log.First(), Last: r.flushedLocked().Offset, Committed: r.commits.Committed(),
 		Bytes: r.log.Bytes(), MaxBytes: r.log.MaxBytes(), Policy: r.policy.String(),
 	}
 }
@@ -268,7 +375,7 @@ func (r *ReplLog) Snapshot() Snapshot {
 func (r *ReplLog) Entries(from uint64, maxBytes int) ([]backlog.Entry, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	got, err := r.log.Read(from, maxBytes, nil)
+	got, err := r.readFlushedLocked(from, maxBytes, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -293,18 +400,37 @@ func (r *ReplLog) Read(from uint64, maxBytes int, dst []backlog.Entry) ([]backlo
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := len(dst)
-	dst, err := r.log.Read(from, maxBytes, dst)
+	dst, err := r.readFlushedLocked(from, maxBytes, dst)
 	for i := start; i < len(dst); i++ {
 		dst[i].Payload = append([]byte(nil), dst[i].Payload...)
 	}
 	return dst, err
 }
 
-// Last is the position of the newest entry.
+// readFlushedLocked reads from the memory log, leaving out the entries the
+// WAL does not hold yet.
+func (r *ReplLog) readFlushedLocked(from uint64, maxBytes int, dst []backlog.Entry) ([]backlog.Entry, error) {
+	start := len(dst)
+	dst, err := r.log.Read(from, maxBytes, dst)
+	if len(r.pending) > 0 {
+		limit := r.pending[0].offset
+		for i := start; i < len(dst); i++ {
+			if dst[i].Offset >= limit {
+				clear(dst[i:])
+				dst = dst[:i]
+				break
+			}
+		}
+	}
+	return dst, err
+}
+
+// Last is the position of the newest entry the backlog holds (a buffered
+// append counts once flushed).
 func (r *ReplLog) Last() backlog.Position {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.log.LastPosition()
+	return r.flushedLocked()
 }
 
 // Next is the epoch and offset the next Append gives its entry, for a

@@ -76,8 +76,12 @@ func (r *ReplLog) BecomeLeader(epoch uint64, lease Lease) error {
 	if last := r.log.LastEpoch(); epoch <= last || epoch < r.epoch {
 		return fmt.Errorf("become leader at epoch %d: the log already holds epoch %d", epoch, max(last, r.epoch))
 	}
+	r.settleLocked()
 	r.epoch = epoch
 	r.followers = nil
+	// A WAL write that failed last term took its entries back and
+	// stopped that term; a new one may try again.
+	r.broken = nil
 	r.commits.Reset(r.log.Last())
 	r.role.Store(&role{leader: true, lease: lease})
 	return nil
@@ -102,8 +106,19 @@ func (r *ReplLog) BecomeFollower() {
 	r.role.Store(&role{leader: false})
 	r.commits.Abort(ackpolicy.ErrNotLeader)
 	r.mu.Lock()
+	r.settleLocked()
 	r.followers = nil
 	r.mu.Unlock()
+}
+
+// settleLocked writes out buffered appends before the log changes hands
+// (a role change, a reset, a close): the writes were executed on the
+// primary, so the log must keep them. A failure takes them back and
+// leaves the log broken, as Flush does.
+func (r *ReplLog) settleLocked() {
+	if r.unannounced > 0 {
+		_ = r.flushLocked()
+	}
 }
 
 // AppendReplicated adds entries a follower received from its leader and
@@ -113,26 +128,46 @@ func (r *ReplLog) BecomeFollower() {
 func (r *ReplLog) AppendReplicated(entries []backlog.Entry) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.settleLocked()
+	// The new entries go to the WAL in one write per run: one per batch
+	// received, unless a gap restarts the log part-way.
+	var run []backlog.Entry
+	writeRun := func() error {
+		if r.wal == nil || len(run) == 0 {
+			run = run[:0]
+			return nil
+		}
+		if err := r.wal.Append(run...); err != nil {
+			_ = r.log.TruncateAfter(run[0].Offset - 1)
+			return fmt.Errorf("append replicated entries to wal: %w", err)
+		}
+		run = run[:0]
+		return nil
+	}
 	for _, e := range entries {
 		last := r.log.Last()
 		if e.Offset <= last {
 			continue
 		}
 		if e.Offset != last+1 {
+			if err := writeRun(); err != nil {
+				return err
+			}
 			if err := r.resetLocked(backlog.Position{Epoch: e.Epoch, Offset: e.Offset - 1}); err != nil {
 				return err
 			}
 		}
 		if err := r.log.AppendEntry(e); err != nil {
+			if werr := writeRun(); werr != nil {
+				return werr
+			}
 			return fmt.Errorf("append replicated entry: %w", err)
 		}
-		if r.wal != nil {
-			if err := r.wal.Append(e); err != nil {
-				_ = r.log.TruncateAfter(e.Offset - 1)
-				return fmt.Errorf("append replicated entry to wal: %w", err)
-			}
-		}
+		run = append(run, e)
 		r.epoch = max(r.epoch, e.Epoch)
+	}
+	if err := writeRun(); err != nil {
+		return err
 	}
 	if len(entries) > 0 {
 		r.wakeStreamsLocked()
@@ -149,6 +184,7 @@ func (r *ReplLog) ResetTo(pos backlog.Position) error {
 }
 
 func (r *ReplLog) resetLocked(pos backlog.Position) error {
+	r.settleLocked()
 	r.log.Reset(pos)
 	if r.wal != nil {
 		if err := r.wal.Reset(pos); err != nil {

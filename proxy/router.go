@@ -103,7 +103,8 @@ func (r *router) set(li election.LeaderInfo) {
 
 func (r *router) Admit() error                                  { return errRouter }
 func (r *router) AdmitRead() error                              { return errRouter }
-func (r *router) Append([]byte) (uint64, error)                 { return 0, errRouter }
+func (r *router) AppendBuffered([]byte) (uint64, error)         { return 0, errRouter }
+func (r *router) Flush() error                                  { return nil }
 func (r *router) WaitCommitted(context.Context, uint64) error   { return nil }
 func (r *router) WaitReplicas(context.Context, uint64, int) int { return 0 }
 func (r *router) WaitReadable(context.Context) error            { return nil }

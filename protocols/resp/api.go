@@ -22,10 +22,17 @@ type Log interface {
 	// leader (READ_POLICY=leader): a leader past its lease deadline is
 	// fenced for reads as for writes.
 	AdmitRead() error
-	// Append records one entry and returns its offset. The front end calls
-	// it from a single goroutine, in the order the primary executed the
-	// writes.
-	Append(payload []byte) (uint64, error)
+	// AppendBuffered records one entry and returns its offset. The front
+	// end calls it from a single goroutine, in the order the primary
+	// executed the writes. The entry may wait in memory for Flush: it is
+	// not sent to followers, and cannot commit, before.
+	AppendBuffered(payload []byte) (uint64, error)
+	// Flush writes out the entries appended since the last Flush (one WAL
+	// write for them all) and lets them commit. The writer calls it after
+	// each round trip to the primary, before any reply can be released.
+	// When it fails, the entries are not in the backlog and the replies
+	// waiting on them get the error.
+	Flush() error
 	// WaitCommitted blocks until offset is committed under the ack policy,
 	// ctx ends, or the policy gives up (ackpolicy.ErrAckTimeout after the
 	// node's ack timeout).

@@ -223,7 +223,7 @@ func (l *lane) serve(ctx context.Context, conn net.Conn, br *bufio.Reader, bw *b
 				j.sentWrites = countWrites(j)
 				l.srv.wseq.sent.Add(j.sentWrites)
 				j.exclusive(j)
-				l.finish(j)
+				l.release([]*job{j})
 			}
 			start = i + 1
 		}
@@ -263,6 +263,9 @@ func (l *lane) exchange(br *bufio.Reader, bw *bufio.Writer, jobs []*job, peer st
 	for k, j := range jobs {
 		for i := range j.steps {
 			if err := l.receiveStep(br, j, i); err != nil {
+				if l.ordered {
+					l.release(jobs[:k])
+				}
 				fail(j, i, err)
 				for _, rest := range jobs[k+1:] {
 					fail(rest, 0, err)
@@ -274,9 +277,27 @@ func (l *lane) exchange(br *bufio.Reader, bw *bufio.Writer, jobs []*job, peer st
 			// Any write sent so far may be visible to these reads.
 			j.readFence = l.srv.wseq.sent.Load()
 		}
-		l.finish(j)
+		if !l.ordered {
+			l.finish(j)
+		}
+	}
+	if l.ordered {
+		l.release(jobs)
 	}
 	return nil
+}
+
+// release flushes the writes the writer logged (one WAL write for the
+// burst) and then answers jobs: a reply is never released before its
+// write is in the backlog, and its wait for the commit then rarely parks.
+// A failed flush reaches the replies through their commit wait.
+func (l *lane) release(jobs []*job) {
+	if err := l.srv.core.Flush(); err != nil {
+		l.srv.log.Error().Err(err).Msg("writes executed on the primary but not logged: the backlog refuses writes until the next term")
+	}
+	for _, j := range jobs {
+		l.finish(j)
+	}
 }
 
 // encodeJob writes j's commands, with a SELECT wherever a step's db differs

@@ -350,7 +350,7 @@ func (s *Server) logEffect(j *job, st *step, cmds [][][]byte) {
 		return
 	}
 	s.payload = AppendPayload(s.payload[:0], Payload{DB: st.db, Cmds: cmds})
-	off, err := s.core.Append(s.payload)
+	off, err := s.core.AppendBuffered(s.payload)
 	if err != nil {
 		// The primary has executed a write the backlog does not hold:
 		// replicas would miss it. Tell the client it is not committed.
