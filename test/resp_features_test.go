@@ -712,3 +712,79 @@ func TestBlockedXReadGroupDoesNotSpin(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// CLIENT UNBLOCK ends another client's blocking command as Redis does:
+// TIMEOUT gives the command's nil reply, ERROR the UNBLOCKED error, and a
+// client not blocked reports 0. The same steps run against redis-server
+// itself, and the answers must match.
+func TestRESPClientUnblock(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	for _, target := range []struct{ name, addr string }{{"redis-server", primary.Addr}, {"replicar", n.Addr}} {
+		t.Run(target.name, func(t *testing.T) {
+			ctx := context.Background()
+			blocked := redis.NewClient(&redis.Options{Addr: target.addr, PoolSize: 1})
+			defer blocked.Close()
+			admin := redis.NewClient(&redis.Options{Addr: target.addr})
+			defer admin.Close()
+			id, err := blocked.ClientID(ctx).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := admin.ClientUnblock(ctx, id).Result(); err != nil || got != 0 {
+				t.Fatalf("CLIENT UNBLOCK of an idle client = %d, %v; want 0", got, err)
+			}
+			for _, mode := range []string{"TIMEOUT", "ERROR"} {
+				done := make(chan error, 1)
+				go func() { done <- blocked.BLPop(ctx, 0, "unblock:list").Err() }()
+				deadline := time.Now().Add(10 * time.Second)
+				var got int64
+				for got != 1 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+					got, err = admin.Do(ctx, "CLIENT", "UNBLOCK", id, mode).Int64()
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got != 1 {
+					t.Fatalf("CLIENT UNBLOCK %s never found the client blocked", mode)
+				}
+				select {
+				case err := <-done:
+					switch mode {
+					case "TIMEOUT":
+						if err != redis.Nil {
+							t.Fatalf("BLPOP unblocked with TIMEOUT: %v, want a nil reply", err)
+						}
+					case "ERROR":
+						if err == nil || err.Error() != "UNBLOCKED client unblocked via CLIENT UNBLOCK" {
+							t.Fatalf("BLPOP unblocked with ERROR: %v", err)
+						}
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("BLPOP still blocked after CLIENT UNBLOCK %s", mode)
+				}
+				// Unblocked once: a second unblock finds nothing.
+				if got, err := admin.Do(ctx, "CLIENT", "UNBLOCK", id, mode).Int64(); err != nil || got != 0 {
+					t.Fatalf("second CLIENT UNBLOCK %s = %d, %v; want 0", mode, got, err)
+				}
+			}
+			if err := admin.Do(ctx, "CLIENT", "UNBLOCK", id, "SOMETIMES").Err(); err == nil ||
+				err.Error() != "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR" {
+				t.Fatalf("bad reason: %v", err)
+			}
+			if err := admin.Do(ctx, "CLIENT", "UNBLOCK", "x").Err(); err == nil ||
+				err.Error() != "ERR value is not an integer or out of range" {
+				t.Fatalf("bad id: %v", err)
+			}
+			// The client blocks normally afterwards, and a push serves it.
+			done := make(chan []string, 1)
+			go func() { v, _ := blocked.BLPop(ctx, 5*time.Second, "unblock:list").Result(); done <- v }()
+			time.Sleep(100 * time.Millisecond)
+			admin.RPush(ctx, "unblock:list", "v")
+			if v := <-done; len(v) != 2 || v[1] != "v" {
+				t.Fatalf("BLPOP after the unblocks: %v", v)
+			}
+		})
+	}
+}

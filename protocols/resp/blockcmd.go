@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -99,6 +100,11 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 	// ended is set once the timeout fired or the client went away while a
 	// probe was already with the writer: its result still has to come.
 	ended, left := false, false
+	// unblocked is CLIENT UNBLOCK from another client; unblockErr says it
+	// asked for the UNBLOCKED error rather than the timeout's reply.
+	unblocked := s.unblock.open()
+	defer s.unblock.close()
+	unblockErr := false
 	for {
 		select {
 		case res := <-w.probed:
@@ -141,6 +147,10 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 				if left || ctx.Err() != nil {
 					return
 				}
+				if unblockErr {
+					s.localError(unblockedMessage)
+					return
+				}
 				s.reply(timedOut)
 				return
 			}
@@ -152,6 +162,20 @@ func (s *session) blocking(ctx context.Context, args [][]byte) {
 			deadline = nil
 			if w.cancel() {
 				s.reply(timedOut)
+				return
+			}
+			ended = true
+		case withErr := <-unblocked:
+			// As if the timeout had ended the wait, or with the error
+			// Redis gives; a probe already with the writer still counts
+			// if it popped something.
+			unblocked, unblockErr = nil, withErr
+			if w.cancel() {
+				if withErr {
+					s.localError(unblockedMessage)
+				} else {
+					s.reply(timedOut)
+				}
 				return
 			}
 			ended = true
@@ -201,6 +225,42 @@ func (s *session) buildProbe(args [][]byte, isWrite bool, typeProbe [][]byte, as
 		j.steps = append(j.steps, step{kind: stepRead, db: s.db, args: args})
 	}
 	return j, nil
+}
+
+// unblockedMessage is Redis's reply to a command ended by CLIENT UNBLOCK
+// … ERROR.
+const unblockedMessage = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+
+// clientUnblock is CLIENT UNBLOCK id [TIMEOUT|ERROR]: it ends the blocking
+// command another client of this proxy is parked in. The proxy parks
+// blocked clients itself, so it answers for them.
+func (s *session) clientUnblock(args [][]byte) {
+	if len(args) < 3 || len(args) > 4 {
+		s.localError("ERR wrong number of arguments for 'client|unblock' command")
+		return
+	}
+	id, err := strconv.ParseInt(string(args[2]), 10, 64)
+	if err != nil {
+		s.localError("ERR value is not an integer or out of range")
+		return
+	}
+	withErr := false
+	if len(args) == 4 {
+		switch strings.ToLower(string(args[3])) {
+		case "timeout":
+		case "error":
+			withErr = true
+		default:
+			s.localError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+			return
+		}
+	}
+	target := s.srv.sessionByID(id)
+	if target != nil && target.unblock.fire(withErr) {
+		s.local(appendInt(nil, 1))
+		return
+	}
+	s.local(appendInt(nil, 0))
 }
 
 func isNilReply(reply []byte) bool {

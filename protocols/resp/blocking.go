@@ -201,3 +201,50 @@ func (r *blockRegistry) wakeDB(db int) {
 	}
 	r.mu.Unlock()
 }
+
+// unblockGate lets CLIENT UNBLOCK end another client's blocking command.
+// It is open only while that command is parked, so an unblock never
+// lingers to end a later one, and a client unblocked once reports 0 to a
+// second CLIENT UNBLOCK, as on Redis.
+type unblockGate struct {
+	mu     sync.Mutex
+	parked bool
+	// ch carries the reason: false for TIMEOUT (the command's nil reply),
+	// true for ERROR (-UNBLOCKED).
+	ch chan bool
+}
+
+// open starts a blocking command's wait and returns the channel an unblock
+// arrives on.
+func (g *unblockGate) open() <-chan bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ch == nil {
+		g.ch = make(chan bool, 1)
+	}
+	select {
+	case <-g.ch:
+	default:
+	}
+	g.parked = true
+	return g.ch
+}
+
+// close ends the wait: later unblocks find the client not blocked.
+func (g *unblockGate) close() {
+	g.mu.Lock()
+	g.parked = false
+	g.mu.Unlock()
+}
+
+// fire unblocks a parked client, reporting whether it was parked.
+func (g *unblockGate) fire(withError bool) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.parked {
+		return false
+	}
+	g.parked = false
+	g.ch <- withError
+	return true
+}

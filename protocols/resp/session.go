@@ -72,6 +72,10 @@ type session struct {
 
 	// keyIdx is scratch for the key positions of a command.
 	keyIdx []int
+
+	// unblock is how CLIENT UNBLOCK from another client reaches this one
+	// while a blocking command parks it.
+	unblock unblockGate
 }
 
 func newSession(srv *Server, conn net.Conn) *session {
@@ -713,6 +717,8 @@ func (s *session) client(args [][]byte) {
 		s.local(appendBulkString(nil, s.srv.clientList()))
 	case "no-evict", "no-touch":
 		s.local(appendSimple(nil, "OK"))
+	case "unblock":
+		s.clientUnblock(args)
 	default:
 		s.localError(fmt.Sprintf("ERR replicar: CLIENT %s is not supported through the proxy", strings.ToUpper(sub)))
 	}
@@ -720,6 +726,18 @@ func (s *session) client(args [][]byte) {
 
 func (s *session) clientLine() string {
 	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d", s.id, s.conn.RemoteAddr(), s.conn.LocalAddr(), s.name, s.db)
+}
+
+// sessionByID finds a connected client by its CLIENT ID.
+func (srv *Server) sessionByID(id int64) *session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for sess := range srv.sessions {
+		if sess.id == id {
+			return sess
+		}
+	}
+	return nil
 }
 
 func (srv *Server) clientList() string {
