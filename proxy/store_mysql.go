@@ -218,6 +218,7 @@ func mysqlFrontConfig(cfg Config, sec *Security, logger zerolog.Logger) mysql.Co
 		BackendUser:       cfg.BackendUser,
 		BackendPassword:   cfg.BackendPassword,
 		BackendTLS:        t.Backend,
+		ForwardTLS:        t.Peer,
 		User:              cfg.User,
 		Password:          cfg.Password,
 		Users:             sec.users(),

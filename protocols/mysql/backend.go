@@ -66,6 +66,29 @@ type backendConn struct {
 	lastUsed time.Time
 }
 
+// withServerName names the host dialled as the server to verify, as
+// tls.Dialer does and go-mysql's client does not: a verifying config with
+// no name would fail every handshake. A wildcard host (a leader's own
+// 0.0.0.0 listener) becomes loopback, which a node certificate can name.
+func withServerName(cfg *tls.Config, addr string) *tls.Config {
+	if cfg.ServerName != "" || cfg.InsecureSkipVerify {
+		return cfg
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return cfg
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	c := cfg.Clone()
+	c.ServerName = host
+	return c
+}
+
 // dialBackend opens and authenticates a backend session with go-mysql's
 // client, then takes the connection over for packet relaying.
 func dialBackend(ctx context.Context, spec dialSpec) (*backendConn, error) {
@@ -93,7 +116,7 @@ func dialBackend(ctx context.Context, spec dialSpec) (*backendConn, error) {
 		c.UnsetCapability(gm.CLIENT_QUERY_ATTRIBUTES)
 		c.UnsetCapability(gm.CLIENT_COMPRESS)
 		if spec.tls != nil {
-			c.SetTLSConfig(spec.tls)
+			c.SetTLSConfig(withServerName(spec.tls, spec.addr))
 		}
 		if len(spec.attrs) > 0 {
 			c.SetAttributes(spec.attrs)

@@ -32,6 +32,10 @@ type Config struct {
 	// BackendUser and BackendPassword authenticate the proxy's sessions to
 	// the backend; clients never see them.
 	BackendUser, BackendPassword string
+	// ForwardTLS, when set, makes the sessions forwarded to the leader's
+	// client port use TLS (the node's certificate, checked against
+	// REPLICAR_TLS_CA), as the RESP front end's forwarding does.
+	ForwardTLS *tls.Config
 	// BackendTLS, when set, makes backend connections use TLS
 	// (REPLICAR_BACKEND_TLS=on|verify).
 	BackendTLS *tls.Config

@@ -28,6 +28,7 @@ import (
 	gsql "github.com/go-sql-driver/mysql"
 
 	"github.com/replicar/replicar/ackpolicy"
+	"github.com/replicar/replicar/internal/tlsconf/tlstest"
 	"github.com/replicar/replicar/test/harness"
 )
 
@@ -58,6 +59,7 @@ func TestFrontEnd(t *testing.T) {
 	t.Run("Application", func(t *testing.T) { testApplication(t, m, direct) })
 	t.Run("IdleReconnect", func(t *testing.T) { testIdleReconnect(t, m, direct) })
 	t.Run("TLS", func(t *testing.T) { testTLS(t, m) })
+	t.Run("ForwardTLS", func(t *testing.T) { testForwardTLS(t, m, direct) })
 	t.Run("BigPackets", func(t *testing.T) { testBigPackets(t, m, direct) })
 	t.Run("Sysbench", func(t *testing.T) { testSysbench(t, m) })
 }
@@ -152,6 +154,46 @@ func testTLS(t *testing.T, m *harness.MariaDB) {
 				t.Errorf("mariadb client over TLS: %v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// testForwardTLS: a session a follower forwards to the leader's client
+// port goes over TLS, verified against the group's CA (the leader's
+// certificate names 127.0.0.1). A follower that trusts another CA cannot
+// forward at all, which a plaintext forward would not notice.
+func testForwardTLS(t *testing.T, m *harness.MariaDB, direct *sql.DB) {
+	mustExec(t, direct, "CREATE DATABASE ftls", "CREATE TABLE ftls.t (a INT PRIMARY KEY)")
+	ca, other := tlstest.NewCA(t, "group CA"), tlstest.NewCA(t, "other CA")
+	leaderCert := ca.Loopback(t, "leader").TLSCertificate(t)
+	leader := startProxy(t, m, func(c *Config) {
+		c.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{leaderCert}}
+	})
+	peer := func(roots *tlstest.CA) *tls.Config {
+		return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots.Pool(),
+			Certificates: []tls.Certificate{roots.Loopback(t, "follower").TLSCertificate(t)}}
+	}
+	follower := startProxy(t, m, func(c *Config) { c.ForwardTLS = peer(ca) })
+	follower.srv.SetRoute(Route{Mode: RouteForward, Leader: leader.addr})
+	db := follower.db(t, "ftls", nil)
+	held := len(leader.offsets.gtids())
+	mustExec(t, db, "INSERT INTO t VALUES (1)")
+	if len(leader.offsets.gtids()) != held+1 {
+		t.Fatalf("the forwarded write was not held by the leader")
+	}
+
+	intruder := startProxy(t, m, func(c *Config) {
+		c.ForwardTLS = peer(other)
+		c.FailoverWait = 200 * time.Millisecond
+	})
+	intruder.srv.SetRoute(Route{Mode: RouteForward, Leader: leader.addr})
+	idb := intruder.db(t, "ftls", nil)
+	_, err := idb.Exec("INSERT INTO t VALUES (2)")
+	if err == nil {
+		t.Fatal("a follower that does not trust the leader's certificate forwarded a write")
+	}
+	var n int
+	if err := direct.QueryRow("SELECT COUNT(*) FROM ftls.t").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d rows (%v), want only the write forwarded over verified TLS", n, err)
 	}
 }
 

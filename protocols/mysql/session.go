@@ -506,7 +506,7 @@ func (s *session) connect(target string) *gm.MyError {
 		spec.addr, spec.user, spec.password, spec.tls = s.srv.cfg.Backend, s.srv.cfg.BackendUser, s.srv.cfg.BackendPassword, s.srv.cfg.BackendTLS
 	} else {
 		// The leader knows the same accounts.
-		spec.addr, spec.user, spec.password = target, s.user, s.srv.accounts[s.user]
+		spec.addr, spec.user, spec.password, spec.tls = target, s.user, s.srv.accounts[s.user], s.srv.cfg.ForwardTLS
 	}
 	be, err := dialBackend(s.ctx, spec)
 	if local {
