@@ -100,6 +100,16 @@ chaos: build
 	REPLICAR_CHAOS_DURATION=$(DURATION) REPLICAR_VERIFY_OUT=$(VERIFY_OUT) \
 		$(GO) test -count=1 -v -timeout $(CHAOS_TIMEOUT) -run '^TestChaos$$' ./test/verify/
 
+# The same for MySQL groups (3 mariadbd, REPLICAR_PROTOCOL=mysql): bank
+# transfers and unique-id appends under all (MIN_INSYNC=2) and quorum while
+# the test/verify nemesis deals random faults for DURATION per policy; fails
+# on a lost acknowledged insert, a wrong bank total or differing backends.
+# `make test` runs a fixed schedule of faults (TestMySQLVerifyShort).
+.PHONY: chaos-mysql
+chaos-mysql: build
+	REPLICAR_CHAOS_DURATION=$(DURATION) \
+		$(GO) test -count=1 -v -timeout $(CHAOS_TIMEOUT) -run '^TestMySQLChaos$$' ./test/
+
 # Redis's own Tcl test suite (the installed redis-server's version, fetched
 # into .cache/redis-src) in external mode, directly and through replicar;
 # fails on a test that passes directly but not through the proxy, unless

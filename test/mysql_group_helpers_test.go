@@ -15,6 +15,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/replicar/replicar/test/harness"
+	"github.com/replicar/replicar/test/verify"
 )
 
 func init() {
@@ -32,8 +33,7 @@ const mysqlClientPassword = "proxy-secret"
 // status helpers of procGroup work on it unchanged.
 type mysqlGroup struct {
 	*procGroup
-	nats *harness.EmbeddedNATS
-	dbs  []*harness.MariaDB
+	dbs []*harness.MariaDB
 	// direct are pools on each mariadbd, bypassing the proxy.
 	direct []*sql.DB
 	// env is a node's environment for a backend (nil: a router's).
@@ -44,9 +44,38 @@ type mysqlGroup struct {
 // ("nK:NAME" keys set NAME on node K only).
 func startMySQLGroup(t *testing.T, n int, env map[string]string) *mysqlGroup {
 	t.Helper()
-	harness.Require(t, "mariadbd", "mariadb-install-db")
+	g := newMySQLGroup(t, n, env, harness.StartEmbeddedNATS(t).URL)
 	bin := harness.BuildReplicar(t)
-	g := &mysqlGroup{procGroup: &procGroup{}, nats: harness.StartEmbeddedNATS(t)}
+	for i := range g.dbs {
+		g.nodes = append(g.nodes, harness.StartReplicar(t, bin, fmt.Sprintf("n%d", i+1), g.nodeEnv(i, env)))
+	}
+	return g
+}
+
+// startMySQLTopology is startMySQLGroup with every node behind links a
+// nemesis may cut (verify.Topology): NATS, and its peers' connections to
+// its client and replication ports. Routers reach NATS directly.
+func startMySQLTopology(t *testing.T, n int, env map[string]string) (*mysqlGroup, *verify.Topology) {
+	t.Helper()
+	nats := harness.StartEmbeddedNATS(t)
+	g := newMySQLGroup(t, n, env, nats.URL)
+	tp := verify.NewTopology(t)
+	bin := harness.BuildReplicar(t)
+	for i := range g.dbs {
+		vars := g.nodeEnv(i, env)
+		vars["REPLICAR_ADVERTISE"] = "127.0.0.1"
+		tp.AddNode(t, bin, fmt.Sprintf("n%d", i+1), nats.Addr, vars)
+	}
+	g.nodes = tp.Nodes
+	return g, tp
+}
+
+// newMySQLGroup starts the group's n mariadbds and fixes its environment;
+// the nodes are started by the caller.
+func newMySQLGroup(t *testing.T, n int, env map[string]string, natsURL string) *mysqlGroup {
+	t.Helper()
+	harness.Require(t, "mariadbd", "mariadb-install-db")
+	g := &mysqlGroup{procGroup: &procGroup{}}
 	for i := range n {
 		db := harness.StartMariaDB(t, harness.MariaDBLogBin(true), harness.MariaDBBinlogFormat("ROW"),
 			harness.MariaDBServerID(uint32(100+i+1)), harness.MariaDBArgs("--binlog-row-metadata=FULL"))
@@ -61,7 +90,7 @@ func startMySQLGroup(t *testing.T, n int, env map[string]string) *mysqlGroup {
 		vars := map[string]string{
 			"REPLICAR_PROTOCOL":      "mysql",
 			"REPLICAR_PASSWORD":      mysqlClientPassword,
-			"REPLICAR_NATS_URL":      g.nats.URL,
+			"REPLICAR_NATS_URL":      natsURL,
 			"REPLICAR_GROUP":         group,
 			"REPLICAR_LEASE_TTL":     "1s",
 			"REPLICAR_MAX_LAG":       "1s",
@@ -81,16 +110,19 @@ func startMySQLGroup(t *testing.T, n int, env map[string]string) *mysqlGroup {
 		}
 		return vars
 	}
-	for i, db := range g.dbs {
-		vars := g.env(db)
-		for k, v := range env {
-			if node, name, ok := strings.Cut(k, ":"); ok && node == fmt.Sprintf("n%d", i+1) {
-				vars[name] = v
-			}
-		}
-		g.nodes = append(g.nodes, harness.StartReplicar(t, bin, fmt.Sprintf("n%d", i+1), vars))
-	}
 	return g
+}
+
+// nodeEnv is node i's environment: the group's, with env's "nK:NAME"
+// keys for it.
+func (g *mysqlGroup) nodeEnv(i int, env map[string]string) map[string]string {
+	vars := g.env(g.dbs[i])
+	for k, v := range env {
+		if node, name, ok := strings.Cut(k, ":"); ok && node == fmt.Sprintf("n%d", i+1) {
+			vars[name] = v
+		}
+	}
+	return vars
 }
 
 // startRouter starts a router of the group: a replicar with no backend

@@ -4,12 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/replicar/replicar/test/harness"
 	"github.com/replicar/replicar/test/verify"
 )
 
@@ -73,34 +74,80 @@ func (r *bankReader) halt() {
 	r.wg.Wait()
 }
 
-func mysqlVerify(t *testing.T, policy string) {
-	start := time.Now()
-	// Every node reaches NATS through its own proxy, so that one can be
-	// cut; the router connects directly.
-	nats := harness.StartEmbeddedNATS(t)
-	netw := verify.NewNet()
-	t.Cleanup(netw.Close)
-	env := map[string]string{"REPLICAR_ACK_POLICY": policy, "REPLICAR_MIN_INSYNC": "2", "REPLICAR_NATS_URL": nats.URL}
-	var natsLinks []*verify.Link
-	for i := range 3 {
-		l, err := netw.Add(fmt.Sprintf("n%d-nats", i+1), "127.0.0.1:0", nats.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		natsLinks = append(natsLinks, l)
-		env[fmt.Sprintf("n%d:REPLICAR_NATS_URL", i+1)] = "nats://" + l.Listen
-	}
-	g := startMySQLGroup(t, 3, env)
-	leader := g.waitLeader(t, 30*time.Second)
-	createIDs(t, g, leader)
+// mysqlRun is a MySQL group behind cuttable links with the verification
+// workloads running on it.
+type mysqlRun struct {
+	g      *mysqlGroup
+	tp     *verify.Topology
+	load   *appendLoad
+	bank   *bankLoad
+	reader *bankReader
+	start  time.Time
+	// leader is the node that led when the workloads started.
+	leader int
+}
+
+// startMySQLRun starts three nodes under policy (MIN_INSYNC=2), a router,
+// and the append, bank and bank-reader workloads through every client port.
+func startMySQLRun(t *testing.T, policy string) *mysqlRun {
+	r := &mysqlRun{start: time.Now()}
+	r.g, r.tp = startMySQLTopology(t, 3, map[string]string{"REPLICAR_ACK_POLICY": policy, "REPLICAR_MIN_INSYNC": "2"})
+	g := r.g
+	r.leader = g.waitLeader(t, 30*time.Second)
+	createIDs(t, g, r.leader)
 	router := g.startRouter(t)
 	pools := func() []*sql.DB {
 		return []*sql.DB{g.client(t, 0, "app"), g.client(t, 1, "app"), g.client(t, 2, "app"), g.clientAt(t, router.Addr, "app")}
 	}
-	load := startAppendLoad(t, pools())
-	bank := startBank(t, g.client(t, leader, "app"), pools())
-	reader := startBankReader([]*sql.DB{g.clientAt(t, router.Addr, "app"), g.client(t, 0, "app"), g.client(t, 1, "app"), g.client(t, 2, "app")},
-		int64(bank.accounts), int64(bank.accounts*bank.initial))
+	r.load = startAppendLoad(t, pools())
+	r.bank = startBank(t, g.client(t, r.leader, "app"), pools())
+	r.reader = startBankReader([]*sql.DB{g.clientAt(t, router.Addr, "app"), g.client(t, 0, "app"), g.client(t, 1, "app"), g.client(t, 2, "app")},
+		int64(r.bank.accounts), int64(r.bank.accounts*r.bank.initial))
+	return r
+}
+
+// finish stops the workloads, waits for the group to settle, and fails on
+// any acknowledged insert missing from a backend, a bank total that is not
+// the initial one (in a snapshot read through the proxies or on a
+// backend), or backends that differ (CHECKSUM TABLE).
+func (r *mysqlRun) finish(t *testing.T, policy string, faults int) {
+	g := r.g
+	r.load.halt()
+	r.bank.halt()
+	r.reader.halt()
+	final := g.waitLeader(t, 60*time.Second)
+	g.sameData(t, final, 60*time.Second)
+	g.timeline(t)
+	// The settled leader's check logs the errors clients saw; the other
+	// backends are checked for the same acknowledged ids without
+	// repeating them.
+	r.load.check(t, g, final)
+	for i := range g.dbs {
+		if i != final {
+			if lost := lostIDs(t, g.backend(i), r.load); lost > 0 {
+				t.Fatalf("%d acknowledged inserts missing from n%d's backend", lost, i+1)
+			}
+		}
+		r.bank.check(t, g.backend(i), fmt.Sprintf("n%d's backend", i+1))
+	}
+	t.Logf("bank snapshots: %d read, %d failed, %d with a wrong total", r.reader.reads.Load(), r.reader.failed.Load(), len(r.reader.violations))
+	if len(r.reader.violations) > 0 {
+		t.Fatalf("bank total violated in %d snapshots, first: %s", len(r.reader.violations), r.reader.violations[0])
+	}
+	if r.reader.reads.Load() == 0 {
+		t.Fatal("no bank snapshot read succeeded")
+	}
+	r.load.mu.Lock()
+	acked := len(r.load.acked)
+	r.load.mu.Unlock()
+	t.Logf("policy %s: %d faults, %d inserts acknowledged (%d failed), %d transfers committed (%d failed), 0 acknowledged lost on 3 backends, CHECKSUM TABLE equal, settled on n%d, %v",
+		policy, faults, acked, r.load.failed.Load(), r.bank.committed.Load(), r.bank.failed.Load(), final+1, time.Since(r.start).Round(time.Second))
+}
+
+func mysqlVerify(t *testing.T, policy string) {
+	r := startMySQLRun(t, policy)
+	g, leader := r.g, r.leader
+	natsLinks := r.tp.NATSLinks
 	var faults []string
 	time.Sleep(2 * time.Second)
 
@@ -109,7 +156,7 @@ func mysqlVerify(t *testing.T, policy string) {
 	if err := g.nodes[leader].Kill(); err != nil {
 		t.Fatal(err)
 	}
-	load.mark()
+	r.load.mark()
 	killedAt := time.Now()
 	second := g.waitLeaderAmong(t, others, 20*time.Second, "no new leader after the leader's SIGKILL")
 	faults = append(faults, fmt.Sprintf("kill-leader n%d (n%d led %v later)", leader+1, second+1, time.Since(killedAt).Round(time.Millisecond)))
@@ -148,41 +195,69 @@ func mysqlVerify(t *testing.T, policy string) {
 	faults = append(faults, fmt.Sprintf("partition-nats-leader n%d (n%d led %v later)", third+1, fourth+1, took.Round(time.Millisecond)))
 	time.Sleep(2 * time.Second)
 
-	load.halt()
-	bank.halt()
-	reader.halt()
-	final := g.waitLeader(t, 30*time.Second)
-	g.sameData(t, final, 30*time.Second)
-	g.timeline(t)
-
 	for _, f := range faults {
 		t.Logf("fault: %s", f)
 	}
-	t.Logf("leaders: n%d, then n%d, then n%d, then n%d (settled on n%d)", leader+1, second+1, third+1, fourth+1, final+1)
-	// The settled leader's check logs the errors clients saw; the other
-	// backends are checked for the same acknowledged ids without
-	// repeating them.
-	load.check(t, g, final)
-	for i := range g.dbs {
-		if i != final {
-			if lost := lostIDs(t, g.backend(i), load); lost > 0 {
-				t.Fatalf("%d acknowledged inserts missing from n%d's backend", lost, i+1)
-			}
+	t.Logf("leaders: n%d, then n%d, then n%d, then n%d", leader+1, second+1, third+1, fourth+1)
+	r.finish(t, policy, len(faults))
+}
+
+// TestMySQLChaos is the long randomized MySQL run (`make chaos-mysql
+// DURATION=10m`): under all (MIN_INSYNC=2) and quorum, the verification
+// workloads run while the test/verify nemesis deals faults at random for
+// REPLICAR_CHAOS_DURATION per policy: SIGKILL and SIGSTOP of the leader
+// or a follower, a node cut from NATS, the leader cut from its followers
+// (replication and forwarding), a node isolated from everything; links are
+// blackholed or refused. REPLICAR_VERIFY_SEED repeats the choices. The
+// checks are the short run's. It is skipped when the duration is unset.
+func TestMySQLChaos(t *testing.T) {
+	s := os.Getenv("REPLICAR_CHAOS_DURATION")
+	if s == "" {
+		t.Skip("REPLICAR_CHAOS_DURATION is not set; run `make chaos-mysql DURATION=10m`")
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("REPLICAR_CHAOS_DURATION: %v", err)
+	}
+	seed := time.Now().UnixNano() % 1_000_000
+	if v := os.Getenv("REPLICAR_VERIFY_SEED"); v != "" {
+		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatalf("REPLICAR_VERIFY_SEED: %v", err)
 		}
-		bank.check(t, g.backend(i), fmt.Sprintf("n%d's backend", i+1))
 	}
-	t.Logf("bank snapshots: %d read, %d failed, %d with a wrong total", reader.reads.Load(), reader.failed.Load(), len(reader.violations))
-	if len(reader.violations) > 0 {
-		t.Fatalf("bank total violated in %d snapshots, first: %s", len(reader.violations), reader.violations[0])
+	t.Logf("seed %d (REPLICAR_VERIFY_SEED repeats the nemesis' choices), %v per policy", seed, d)
+	for _, policy := range []string{"all", "quorum"} {
+		t.Run(policy, func(t *testing.T) { mysqlChaos(t, policy, d, seed) })
 	}
-	if reader.reads.Load() == 0 {
-		t.Fatal("no bank snapshot read succeeded")
+}
+
+func mysqlChaos(t *testing.T, policy string, d time.Duration, seed int64) {
+	r := startMySQLRun(t, policy)
+	time.Sleep(2 * time.Second)
+	nem := verify.NewNemesis(r.tp, verify.NemesisConfig{Seed: seed, QuietMin: time.Second, QuietMax: 3 * time.Second,
+		HoldMin: 1500 * time.Millisecond, HoldMax: 5 * time.Second, PauseMin: 1500 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	nem.Run(ctx)
+	// Everything is healed: writes must go through again.
+	r.load.mark()
+	healed := time.Now()
+	for r.load.firstAfter.Load() == 0 {
+		if time.Since(healed) > time.Minute {
+			t.Fatal("no insert acknowledged within a minute of the nemesis healing every fault")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	load.mu.Lock()
-	acked := len(load.acked)
-	load.mu.Unlock()
-	t.Logf("policy %s: %d faults, %d inserts acknowledged (%d failed), %d transfers committed (%d failed), 0 acknowledged lost on 3 backends, CHECKSUM TABLE equal, %v",
-		policy, len(faults), acked, load.failed.Load(), bank.committed.Load(), bank.failed.Load(), time.Since(start).Round(time.Second))
+	t.Logf("writes acknowledged again %v after the last fault was healed", time.Since(healed).Round(time.Millisecond))
+	faults := nem.Faults()
+	for _, f := range faults {
+		t.Logf("fault: %s", f)
+		if f.Err != "" {
+			t.Errorf("fault %s could not be injected or healed: %s", f.Name(), f.Err)
+		}
+	}
+	t.Logf("faults by kind: %v", nem.Counts())
+	r.finish(t, policy, len(faults))
 }
 
 // lostIDs counts the acknowledged ids of l missing from db.

@@ -17,18 +17,66 @@ import (
 	"github.com/replicar/replicar/test/harness"
 )
 
-// Cluster is a replicated group of real processes: one nats-server and,
-// per node, a redis-server and a replicar binary in front of it, with a
-// proxy on each link the nemesis may cut.
-type Cluster struct {
-	NATS   *harness.NATS
-	Stores []*harness.Redis
-	Nodes  []*harness.Replicar
-	Net    *Net
+// Topology is a replicated group of replicar processes with a proxy on
+// each link a nemesis may cut, whatever store the nodes front. Peers reach
+// a node only through its links: a node listens on its own loopback
+// address (127.0.0.2, 127.0.0.3 …) and advertises 127.0.0.1, where the
+// links listen on the same ports.
+type Topology struct {
+	Nodes []*harness.Replicar
+	Net   *Net
 	// NATSLinks[i] carries node i's NATS connection; ClientLinks[i] and
 	// ReplLinks[i] carry its peers' connections to its client port (a
 	// follower forwarding to the leader) and replication port.
 	NATSLinks, ClientLinks, ReplLinks []*Link
+}
+
+// NewTopology returns an empty topology whose links close with t.
+func NewTopology(t testing.TB) *Topology {
+	tp := &Topology{Net: NewNet()}
+	t.Cleanup(tp.Net.Close)
+	return tp
+}
+
+// AddNode starts node name of bin on its own loopback address with vars,
+// reaching NATS at natsAddr through a link of its own, and puts links in
+// front of its client and replication ports. vars must set
+// REPLICAR_ADVERTISE=127.0.0.1; REPLICAR_NATS_URL is set here.
+func (tp *Topology) AddNode(t testing.TB, bin, name, natsAddr string, vars map[string]string) *harness.Replicar {
+	t.Helper()
+	host := fmt.Sprintf("127.0.0.%d", len(tp.Nodes)+2)
+	natsLink, err := tp.Net.Add(name+"-nats", "127.0.0.1:0", natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := map[string]string{"REPLICAR_NATS_URL": "nats://" + natsLink.Listen}
+	for k, v := range vars {
+		if k != "REPLICAR_NATS_URL" {
+			own[k] = v
+		}
+	}
+	node := harness.StartReplicarOn(t, bin, name, host, own)
+	client, err := tp.Net.Add(name+"-client", advertisedAddr(node.Addr), node.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl, err := tp.Net.Add(name+"-repl", advertisedAddr(node.Repl), node.Repl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Nodes = append(tp.Nodes, node)
+	tp.NATSLinks = append(tp.NATSLinks, natsLink)
+	tp.ClientLinks = append(tp.ClientLinks, client)
+	tp.ReplLinks = append(tp.ReplLinks, repl)
+	return node
+}
+
+// Cluster is a Redis group of real processes: one nats-server and, per
+// node, a redis-server and a replicar binary in front of it.
+type Cluster struct {
+	Topology
+	NATS   *harness.NATS
+	Stores []*harness.Redis
 }
 
 // StartCluster starts n nodes with env on top of the defaults below (fast
@@ -37,8 +85,7 @@ func StartCluster(t testing.TB, n int, env map[string]string) *Cluster {
 	t.Helper()
 	harness.Require(t, "nats-server", "redis-server")
 	bin := harness.BuildReplicar(t)
-	c := &Cluster{NATS: harness.StartNATS(t), Net: NewNet()}
-	t.Cleanup(c.Net.Close)
+	c := &Cluster{Topology: *NewTopology(t), NATS: harness.StartNATS(t)}
 	group := "v" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-", "+", "-").Replace(t.Name()))
 	if len(group) > 60 {
 		group = group[:60]
@@ -57,34 +104,13 @@ func StartCluster(t testing.TB, n int, env map[string]string) *Cluster {
 		base[k] = v
 	}
 	for i := range n {
-		name := fmt.Sprintf("n%d", i+1)
-		host := fmt.Sprintf("127.0.0.%d", i+2)
 		store := harness.StartRedis(t, harness.RedisArgs("--enable-debug-command", "local"))
-		natsLink, err := c.Net.Add(name+"-nats", "127.0.0.1:0", c.NATS.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vars := map[string]string{
-			"REPLICAR_BACKEND":  store.Addr,
-			"REPLICAR_NATS_URL": "nats://" + natsLink.Listen,
-		}
+		vars := map[string]string{"REPLICAR_BACKEND": store.Addr}
 		for k, v := range base {
 			vars[k] = v
 		}
-		node := harness.StartReplicarOn(t, bin, name, host, vars)
-		client, err := c.Net.Add(name+"-client", advertisedAddr(node.Addr), node.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		repl, err := c.Net.Add(name+"-repl", advertisedAddr(node.Repl), node.Repl)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c.AddNode(t, bin, fmt.Sprintf("n%d", i+1), c.NATS.Addr, vars)
 		c.Stores = append(c.Stores, store)
-		c.Nodes = append(c.Nodes, node)
-		c.NATSLinks = append(c.NATSLinks, natsLink)
-		c.ClientLinks = append(c.ClientLinks, client)
-		c.ReplLinks = append(c.ReplLinks, repl)
 	}
 	return c
 }
@@ -105,7 +131,7 @@ type Status struct {
 
 // Status asks node i for its status; false when it does not answer within
 // timeout (dead, paused or busy).
-func (c *Cluster) Status(i int, timeout time.Duration) (Status, bool) {
+func (c *Topology) Status(i int, timeout time.Duration) (Status, bool) {
 	if !c.Nodes[i].Running() {
 		return Status{}, false
 	}
@@ -137,7 +163,7 @@ func num(v any) uint64 {
 
 // Leader returns the index of the node that says it leads with the
 // highest epoch, or -1.
-func (c *Cluster) Leader() int {
+func (c *Topology) Leader() int {
 	best, epoch := -1, uint64(0)
 	for i := range c.Nodes {
 		if st, ok := c.Status(i, 300*time.Millisecond); ok && st.Role == "leader" && (best < 0 || st.Epoch > epoch) {
@@ -150,7 +176,7 @@ func (c *Cluster) Leader() int {
 // WaitSettled waits until one running node leads and streams, and every
 // other running node follows it, streams and is in its ISR; it returns the
 // leader's index, or an error with the last statuses seen.
-func (c *Cluster) WaitSettled(timeout time.Duration) (int, error) {
+func (c *Topology) WaitSettled(timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	var last []Status
 	for time.Now().Before(deadline) {
@@ -190,7 +216,7 @@ func (c *Cluster) WaitSettled(timeout time.Duration) (int, error) {
 
 // WaitCaughtUp waits until every running node has applied the leader's
 // last offset.
-func (c *Cluster) WaitCaughtUp(leader int, timeout time.Duration) error {
+func (c *Topology) WaitCaughtUp(leader int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var lagging []Status
 	for time.Now().Before(deadline) {

@@ -66,7 +66,7 @@ type NemesisConfig struct {
 // Nemesis injects one fault at a time into a cluster, with a quiet gap
 // between faults, and keeps a log of them.
 type Nemesis struct {
-	c   *Cluster
+	c   *Topology
 	cfg NemesisConfig
 	rng *rand.Rand
 
@@ -75,7 +75,7 @@ type Nemesis struct {
 }
 
 // NewNemesis returns a nemesis for c.
-func NewNemesis(c *Cluster, cfg NemesisConfig) *Nemesis {
+func NewNemesis(c *Topology, cfg NemesisConfig) *Nemesis {
 	return &Nemesis{c: c, cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed))}
 }
 

@@ -169,7 +169,7 @@ func Run(t *testing.T, cfg Config) Report {
 		ctx, cc = context.WithTimeout(context.Background(), cfg.Duration)
 	)
 	defer cc()
-	nem := NewNemesis(c, NemesisConfig{Seed: cfg.Seed, QuietMin: time.Second, QuietMax: 3 * time.Second,
+	nem := NewNemesis(&c.Topology, NemesisConfig{Seed: cfg.Seed, QuietMin: time.Second, QuietMax: 3 * time.Second,
 		HoldMin: 1500 * time.Millisecond, HoldMax: 5 * time.Second, PauseMin: 1500 * time.Millisecond})
 	nemDone := make(chan struct{})
 	go func() {
