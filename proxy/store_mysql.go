@@ -510,6 +510,19 @@ func (a appender) Append(_ context.Context, payload []byte) (uint64, error) {
 	return off, err
 }
 
+// AppendBuffered is Append for the row capture, which flushes after each
+// burst of transactions (rowlog.BufferedAppender).
+func (a appender) AppendBuffered(_ context.Context, payload []byte) (uint64, error) {
+	off, err := a.s.rl.AppendBuffered(payload)
+	if err == nil {
+		a.s.logged.Add(1)
+	}
+	return off, err
+}
+
+// Flush writes out and lets commit what AppendBuffered appended.
+func (a appender) Flush() error { return a.s.rl.Flush() }
+
 // waitCaptured waits until c has processed everything in the backend's
 // binlog as of the call.
 func (s *mysqlStore) waitCaptured(ctx context.Context, run *captureRun) error {

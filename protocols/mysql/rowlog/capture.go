@@ -25,6 +25,17 @@ type Appender interface {
 	Append(ctx context.Context, payload []byte) (uint64, error)
 }
 
+// BufferedAppender is an Appender that can also hold entries until Flush.
+// The capture then appends the transactions the primary sent in one burst
+// (a group commit) and flushes once no event is waiting, so that they
+// reach the WAL and the followers together; an entry commits only once
+// flushed, so a held COMMIT is never released early.
+type BufferedAppender interface {
+	Appender
+	AppendBuffered(ctx context.Context, payload []byte) (uint64, error)
+	Flush() error
+}
+
 // Errors of Capture.
 var (
 	// ErrPositionLost means the primary's binlog no longer holds (or never
@@ -333,13 +344,45 @@ func (c *Capture) session(ctx context.Context) (progressed bool, err error) {
 	c.stats.Connected = true
 	c.mu.Unlock()
 	c.logger.Info().Str("position", start.String()).Uint32("server_id", c.cfg.ServerID).Msg("binlog capture streaming")
+	// Events come through a channel of our own, whose length says whether
+	// more are waiting: the entries are flushed only when none is.
+	events := make(chan streamed, 256)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for {
+			ev, err := streamer.GetEvent(rctx)
+			select {
+			case events <- streamed{ev, err}:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	buffered, _ := c.app.(BufferedAppender)
+	held := false
+	defer func() {
+		// Whatever ends the session, what was appended is flushed: its
+		// clients wait on it. A failure leaves the log refusing writes.
+		if held {
+			_ = buffered.Flush()
+		}
+	}()
 	for {
-		ev, err := streamer.GetEvent(ctx)
-		if err != nil {
-			return progressed, classify(err)
+		var r streamed
+		select {
+		case r = <-events:
+		case <-ctx.Done():
+			r.err = ctx.Err()
+		}
+		if r.err != nil {
+			return progressed, classify(r.err)
 		}
 		progressed = true
-		g, err := c.asm.feed(ev)
+		g, err := c.asm.feed(r.ev)
 		if err != nil {
 			if errors.Is(err, ErrUnsupported) || errors.Is(err, ErrNoRowMetadata) {
 				return true, err
@@ -347,11 +390,24 @@ func (c *Capture) session(ctx context.Context) (progressed bool, err error) {
 			return true, fmt.Errorf("%w: %v", errStream, err)
 		}
 		if g != nil {
-			if err := c.commit(ctx, g); err != nil {
+			if err := c.commit(ctx, g, buffered != nil); err != nil {
 				return true, err
+			}
+			held = held || (buffered != nil && g.txn != nil)
+		}
+		if held && len(events) == 0 {
+			held = false
+			if err := buffered.Flush(); err != nil {
+				return true, fmt.Errorf("%w: %v", errAppend, err)
 			}
 		}
 	}
+}
+
+// streamed is one result of the binlog streamer.
+type streamed struct {
+	ev  *replication.BinlogEvent
+	err error
 }
 
 // behind refuses a start position the primary's binlog has not reached:
@@ -380,14 +436,21 @@ func classify(err error) error {
 }
 
 // commit appends a completed group's entry and publishes the progress.
-func (c *Capture) commit(ctx context.Context, g *group) error {
+//
+// With buffer set the entry is appended with AppendBuffered, and the
+// caller flushes.
+func (c *Capture) commit(ctx context.Context, g *group, buffer bool) error {
 	var off uint64
 	if g.txn != nil {
 		payload, err := Encode(g.txn)
 		if err != nil {
 			return fmt.Errorf("%w: encode %s: %v", errAppend, g.gtid, err)
 		}
-		off, err = c.app.Append(ctx, payload)
+		if buffer {
+			off, err = c.app.(BufferedAppender).AppendBuffered(ctx, payload)
+		} else {
+			off, err = c.app.Append(ctx, payload)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", errAppend, g.gtid, err)
 		}

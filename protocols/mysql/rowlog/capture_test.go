@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -364,4 +365,93 @@ func TestCheckNamesSettings(t *testing.T) {
 	if err := stop(); !errors.Is(err, ErrMisconfigured) {
 		t.Fatalf("run on a misconfigured backend: %v", err)
 	}
+}
+
+// bufferedLog is a memLog that holds appends until Flush, as the node's
+// backlog does for the capture.
+type bufferedLog struct {
+	memLog
+	flushed, flushes atomic.Uint64
+}
+
+func (b *bufferedLog) AppendBuffered(ctx context.Context, p []byte) (uint64, error) {
+	return b.memLog.Append(ctx, p)
+}
+
+func (b *bufferedLog) Flush() error {
+	b.mu.Lock()
+	n := uint64(len(b.payloads))
+	b.mu.Unlock()
+	b.flushed.Store(n)
+	b.flushes.Add(1)
+	return nil
+}
+
+// With a BufferedAppender the capture flushes whenever no event waits, so
+// every transaction's entry is flushed soon after it is captured (a COMMIT
+// held on it is released), and a burst shares a flush.
+func TestCaptureFlushesBufferedAppends(t *testing.T) {
+	m := startMariaDB(t)
+	db := m.DB()
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS test", "CREATE TABLE test.b (w INT, i INT, PRIMARY KEY (w, i))"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := &bufferedLog{}
+	c, _ := runCapture(t, Config{Start: binlogPos(t, db)}, m, log)
+	const writers, perWriter = 8, 20
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			for i := range perWriter {
+				if _, err := conn.ExecContext(ctx, fmt.Sprintf("INSERT INTO test.b VALUES (%d, %d)", w, i)); err != nil {
+					errs <- err
+					return
+				}
+				var gtid string
+				if err := conn.QueryRowContext(ctx, "SELECT @@last_gtid").Scan(&gtid); err != nil {
+					errs <- err
+					return
+				}
+				octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				off, err := c.OffsetOf(octx, gtid)
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+				deadline := time.Now().Add(5 * time.Second)
+				for log.flushed.Load() < off {
+					if time.Now().After(deadline) {
+						errs <- fmt.Errorf("entry %d (%s) captured but not flushed after 5s (flushed up to %d)", off, gtid, log.flushed.Load())
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitPosition(t, c, binlogPos(t, db))
+	entries := uint64(len(log.txns(t)))
+	if entries != writers*perWriter || log.flushed.Load() != entries {
+		t.Fatalf("%d entries, %d flushed; want %d of each", entries, log.flushed.Load(), writers*perWriter)
+	}
+	if f := log.flushes.Load(); f == 0 || f > entries {
+		t.Fatalf("%d flushes for %d entries", f, entries)
+	}
+	t.Logf("%d entries in %d flushes", entries, log.flushes.Load())
 }
