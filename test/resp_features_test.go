@@ -788,3 +788,67 @@ func TestRESPClientUnblock(t *testing.T) {
 		})
 	}
 }
+
+// The proxy's own expiry relay stays out of the client's way: PUBSUB
+// NUMPAT does not count its patterns, and a client's CONFIG SET of
+// notify-keyspace-events keeps the events it needs, so a key the primary
+// expires is still logged as DEL for the followers.
+func TestRESPExpiryRelayInvisible(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+	direct := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	defer direct.Close()
+	c := n.client(t, 0)
+	// The relay has subscribed once the primary counts its two patterns.
+	waitFor(t, func() bool { return direct.PubSubNumPat(ctx).Val() == 2 })
+	if got, err := c.PubSubNumPat(ctx).Result(); err != nil || got != 0 {
+		t.Fatalf("PUBSUB NUMPAT through the proxy with no client pattern = %d, %v; want 0", got, err)
+	}
+	psub := n.client(t, 0).PSubscribe(ctx, "news.*")
+	defer psub.Close()
+	if _, err := psub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.PubSubNumPat(ctx).Result(); err != nil || got != 1 {
+		t.Fatalf("PUBSUB NUMPAT with one client pattern = %d, %v; want 1", got, err)
+	}
+
+	// A client turns keyspace events off; the primary keeps the relay's.
+	if err := c.ConfigSet(ctx, "notify-keyspace-events", "").Err(); err != nil {
+		t.Fatal(err)
+	}
+	flags := direct.ConfigGet(ctx, "notify-keyspace-events").Val()["notify-keyspace-events"]
+	for _, f := range "xeE" {
+		if !strings.ContainsRune(flags, f) {
+			t.Fatalf("notify-keyspace-events on the primary is %q after the client's CONFIG SET: %q is gone", flags, f)
+		}
+	}
+	// Other parameters of the same CONFIG SET pass unchanged.
+	if err := c.Do(ctx, "CONFIG", "SET", "notify-keyspace-events", "Kg", "hz", "11").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := direct.ConfigGet(ctx, "*").Val()
+	if cfg["hz"] != "11" || !strings.ContainsRune(cfg["notify-keyspace-events"], 'g') || !strings.ContainsRune(cfg["notify-keyspace-events"], 'x') {
+		t.Fatalf("after CONFIG SET notify-keyspace-events Kg hz 11: %q, hz %s", cfg["notify-keyspace-events"], cfg["hz"])
+	}
+	// And the relay still logs the primary's expiry.
+	if err := c.Set(ctx, "relay:short", "v", 50*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	logged := n.Node.Snapshot().Last
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if last := n.Node.Snapshot().Last; last > logged {
+			entries, err := n.Node.Entries(last, 1<<20)
+			if err != nil || len(entries) != 1 || !strings.Contains(strings.ToLower(string(entries[0].Payload)), "del") {
+				t.Fatalf("entry after the key expired: %v %v", entries, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the primary's expiry of a key was not logged after a client's CONFIG SET notify-keyspace-events")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -424,6 +424,12 @@ func (l *lane) receiveStep(br *bufio.Reader, j *job, i int) error {
 				st.replyEnd = len(j.out)
 			}
 		}
+		if err == nil && len(st.args) == 2 && l.srv.relayPatternsOn.Load() &&
+			strings.EqualFold(string(st.args[0]), "pubsub") && strings.EqualFold(string(st.args[1]), "numpat") {
+			patched := patchNumPat(j.out[st.replyStart:st.replyEnd])
+			j.out = append(j.out[:st.replyStart], patched...)
+			st.replyEnd = len(j.out)
+		}
 		return err
 	case stepWrite:
 		if len(st.plan.Exec) > 1 || st.plan.Atomic {

@@ -30,6 +30,60 @@ import (
 // keyevent notifications (E) for expired (x) and evicted (e) keys.
 const expiryEvents = "Exe"
 
+// relayPatterns are what the relay subscribes to: the expired and evicted
+// keyevent channels of every db, spelt with a character class so that no
+// client's pattern is the same string. PUBSUB NUMPAT, which counts unique
+// patterns on the primary, can then leave exactly these two out.
+var relayPatterns = [2][]byte{[]byte("__keyevent@*__:expire[d]"), []byte("__keyevent@*__:evicte[d]")}
+
+// patchNumPat takes the relay's patterns out of a PUBSUB NUMPAT reply: a
+// client of the proxy must not see the proxy's own subscriptions.
+func patchNumPat(reply []byte) []byte {
+	v, _, err := ParseValue(reply)
+	if err != nil || v.Kind != Integer || v.Int < int64(len(relayPatterns)) {
+		return reply
+	}
+	return appendInt(nil, v.Int-int64(len(relayPatterns)))
+}
+
+// withExpiryFlags is flags with the ones the relay needs added, if
+// missing ('A' is an alias that includes 'x' and 'e').
+func withExpiryFlags(flags string) string {
+	out := flags
+	for _, f := range expiryEvents {
+		if !strings.ContainsRune(out, f) && !(f != 'E' && strings.ContainsRune(out, 'A')) {
+			out += string(f)
+		}
+	}
+	return out
+}
+
+// keepExpiryEvents rewrites a client's CONFIG SET of
+// notify-keyspace-events so that it keeps the flags the relay needs:
+// without them the primary would stop telling the leader which keys it
+// expired, and followers would silently keep keys the primary dropped.
+// Other parameters pass unchanged; args is not modified.
+func keepExpiryEvents(args [][]byte) [][]byte {
+	var out [][]byte
+	for i := 2; i+1 < len(args); i += 2 {
+		if !strings.EqualFold(string(args[i]), "notify-keyspace-events") {
+			continue
+		}
+		want := withExpiryFlags(string(args[i+1]))
+		if want == string(args[i+1]) {
+			continue
+		}
+		if out == nil {
+			out = append([][]byte(nil), args...)
+		}
+		out[i+1] = []byte(want)
+	}
+	if out == nil {
+		return args
+	}
+	return out
+}
+
 // runExpiryRelay follows the primary's expired and evicted events and logs
 // a DEL for each key still absent, while this node leads. It reconnects
 // until ctx ends.
@@ -66,10 +120,12 @@ func (s *Server) relayExpiry(ctx context.Context) error {
 	if err := enableExpiryEvents(br, bw); err != nil {
 		return err
 	}
-	writeCommand(bw, []byte("PSUBSCRIBE"), []byte("__keyevent@*__:expired"), []byte("__keyevent@*__:evicted"))
+	writeCommand(bw, []byte("PSUBSCRIBE"), relayPatterns[0], relayPatterns[1])
 	if err := bw.Flush(); err != nil {
 		return err
 	}
+	s.relayPatternsOn.Store(true)
+	defer s.relayPatternsOn.Store(false)
 	conn.SetDeadline(time.Time{})
 	for {
 		raw, err := readReply(br, nil)
@@ -99,13 +155,7 @@ func enableExpiryEvents(br *bufio.Reader, bw *bufio.Writer) error {
 	if v.Kind == Array && len(v.Elems) == 2 {
 		cur = string(v.Elems[1].Str)
 	}
-	want := cur
-	for _, f := range expiryEvents {
-		// 'A' is an alias that includes 'x' and 'e'.
-		if !strings.ContainsRune(want, f) && !(f != 'E' && strings.ContainsRune(want, 'A')) {
-			want += string(f)
-		}
-	}
+	want := withExpiryFlags(cur)
 	if want == cur {
 		return nil
 	}

@@ -25,6 +25,10 @@ type Server struct {
 	log  zerolog.Logger
 	core Log
 
+	// relayPatternsOn says the expiry relay's patterns are subscribed on
+	// the primary (PUBSUB NUMPAT leaves them out).
+	relayPatternsOn atomic.Bool
+
 	table     atomic.Pointer[CommandTable]
 	databases atomic.Int64
 	version   atomic.Pointer[string]

@@ -405,6 +405,9 @@ func (s *session) handle(ctx context.Context, args [][]byte) bool {
 	case ClassAdmin:
 		// Admin commands reach the primary in order with the writes but
 		// are not replicated, as with Redis's own CONFIG SET.
+		if info.Name == "config|set" {
+			args = keepExpiryEvents(args)
+		}
 		s.enqueue(s.srv.writer, step{kind: stepRead, db: s.db, args: args})
 	case ClassScriptAdmin:
 		s.scriptAdmin(args)
