@@ -6,6 +6,7 @@
 #   bash bench/resp.sh            # defaults: 200k requests per test
 #   REQUESTS=1000000 bash bench/resp.sh
 #   ACK_POLICY=leader bash bench/resp.sh
+#   FSYNC=everysec bash bench/resp.sh   # the backlog's WAL on (DATA_DIR), with that fsync policy
 #
 # Everything runs on loopback ports picked free at start, in a temp dir that
 # is removed at exit.
@@ -14,6 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 requests="${REQUESTS:-200000}"
 clients="${CLIENTS:-50}"
 policy="${ACK_POLICY:-quorum}"
+fsync="${FSYNC:-}"
 export PATH="$PATH:/usr/sbin:/sbin"
 
 for bin in redis-server redis-benchmark redis-cli; do
@@ -41,7 +43,11 @@ pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
 proxy_port=$(free_port)
-REPLICAR_BACKEND="127.0.0.1:$redis_port" REPLICAR_LISTEN="127.0.0.1:$proxy_port" \
+wal=()
+if [ -n "$fsync" ]; then
+	wal=(REPLICAR_DATA_DIR="$work/data" REPLICAR_FSYNC="$fsync")
+fi
+env "${wal[@]}" REPLICAR_BACKEND="127.0.0.1:$redis_port" REPLICAR_LISTEN="127.0.0.1:$proxy_port" \
 	REPLICAR_REPL_LISTEN="127.0.0.1:$(free_port)" REPLICAR_HTTP_LISTEN="127.0.0.1:$(free_port)" \
 	REPLICAR_NATS_LISTEN="127.0.0.1:$(free_port)" REPLICAR_ACK_POLICY="$policy" \
 	REPLICAR_LOG_LEVEL=warn ./bin/replicar >"$work/replicar.log" 2>&1 &
@@ -67,5 +73,5 @@ for p in 1 16; do
 		printf '%-6s %-4s %14s %14s %7s\n' "$t" "$p" "$d" "$r" "$ratio"
 	done
 done
-echo "($requests requests, $clients clients, ack policy $policy, one backlog, no followers)"
+echo "($requests requests, $clients clients, ack policy $policy, one backlog${fsync:+ with its WAL (fsync $fsync)}, no followers)"
 redis-cli -p "$proxy_port" replicar info | grep -E '^(offset|writes_logged|committed):' || true
