@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -211,20 +209,11 @@ func mysqlVerify(t *testing.T, policy string) {
 // blackholed or refused. REPLICAR_VERIFY_SEED repeats the choices. The
 // checks are the short run's. It is skipped when the duration is unset.
 func TestMySQLChaos(t *testing.T) {
-	s := os.Getenv("REPLICAR_CHAOS_DURATION")
-	if s == "" {
+	d, ok := verify.ChaosDuration(t)
+	if !ok {
 		t.Skip("REPLICAR_CHAOS_DURATION is not set; run `make chaos-mysql DURATION=10m`")
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		t.Fatalf("REPLICAR_CHAOS_DURATION: %v", err)
-	}
-	seed := time.Now().UnixNano() % 1_000_000
-	if v := os.Getenv("REPLICAR_VERIFY_SEED"); v != "" {
-		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
-			t.Fatalf("REPLICAR_VERIFY_SEED: %v", err)
-		}
-	}
+	seed := verify.Seed(t)
 	t.Logf("seed %d (REPLICAR_VERIFY_SEED repeats the nemesis' choices), %v per policy", seed, d)
 	for _, policy := range []string{"all", "quorum"} {
 		t.Run(policy, func(t *testing.T) { mysqlChaos(t, policy, d, seed) })

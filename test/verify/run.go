@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -532,4 +533,31 @@ func illegalKeys(ops []porcupine.Operation, start time.Time) string {
 		}
 	}
 	return b.String()
+}
+
+// Seed is REPLICAR_VERIFY_SEED, which repeats a run's nemesis choices, or
+// one from the clock.
+func Seed(t testing.TB) int64 {
+	if s := os.Getenv("REPLICAR_VERIFY_SEED"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("REPLICAR_VERIFY_SEED: %v", err)
+		}
+		return n
+	}
+	return time.Now().UnixNano() % 1_000_000
+}
+
+// ChaosDuration is REPLICAR_CHAOS_DURATION, how long a chaos run deals
+// faults per policy; ok is false when it is unset (the run is skipped).
+func ChaosDuration(t testing.TB) (d time.Duration, ok bool) {
+	s := os.Getenv("REPLICAR_CHAOS_DURATION")
+	if s == "" {
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("REPLICAR_CHAOS_DURATION: %v", err)
+	}
+	return d, true
 }

@@ -3,7 +3,6 @@ package verify
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,18 +21,6 @@ var policies = []policyRun{
 	{"all", map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"}, true},
 	{"quorum", map[string]string{"REPLICAR_ACK_POLICY": "quorum"}, true},
 	{"leader", map[string]string{"REPLICAR_ACK_POLICY": "leader"}, false},
-}
-
-// seed is REPLICAR_VERIFY_SEED, or the clock.
-func seed(t *testing.T) int64 {
-	if s := os.Getenv("REPLICAR_VERIFY_SEED"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("REPLICAR_VERIFY_SEED: %v", err)
-		}
-		return n
-	}
-	return time.Now().UnixNano() % 1_000_000
 }
 
 // selected filters policies by REPLICAR_VERIFY_POLICIES (comma-separated
@@ -60,7 +47,7 @@ func selected(t *testing.T) []policyRun {
 }
 
 func runPolicies(t *testing.T, d time.Duration, checkTimeout time.Duration) {
-	s := seed(t)
+	s := Seed(t)
 	t.Logf("seed %d (REPLICAR_VERIFY_SEED repeats the nemesis' choices), %v per policy", s, d)
 	var reports []Report
 	for _, p := range selected(t) {
@@ -96,13 +83,9 @@ func TestVerifyShort(t *testing.T) {
 // TestChaos is the long run (`make chaos DURATION=10m`): each policy for
 // REPLICAR_CHAOS_DURATION. It is skipped when that is unset.
 func TestChaos(t *testing.T) {
-	s := os.Getenv("REPLICAR_CHAOS_DURATION")
-	if s == "" {
+	d, ok := ChaosDuration(t)
+	if !ok {
 		t.Skip("REPLICAR_CHAOS_DURATION is not set; run `make chaos DURATION=10m`")
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		t.Fatalf("REPLICAR_CHAOS_DURATION: %v", err)
 	}
 	runPolicies(t, d, 10*time.Minute)
 }

@@ -146,56 +146,21 @@ func TestCaptureConcurrentWritersAndOffsetOf(t *testing.T) {
 
 	const writers, perWriter = 6, 25
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := db.Conn(ctx)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer conn.Close()
-			for i := range perWriter {
-				for _, q := range []string{"BEGIN",
-					fmt.Sprintf("INSERT INTO test.t VALUES (%d, %d, 'new')", w, i),
-					fmt.Sprintf("UPDATE test.t SET v = 'updated' WHERE w = %d AND i = %d", w, i),
-					"COMMIT"} {
-					if _, err := conn.ExecContext(ctx, q); err != nil {
-						errs <- err
-						return
-					}
-				}
-				var gtid string
-				if err := conn.QueryRowContext(ctx, "SELECT @@last_gtid").Scan(&gtid); err != nil {
-					errs <- err
-					return
-				}
-				octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				off, err := c.OffsetOf(octx, gtid)
-				cancel()
-				if err != nil {
-					errs <- fmt.Errorf("offset of %s: %w", gtid, err)
-					return
-				}
-				log.mu.Lock()
-				p := log.payloads[off-1]
-				log.mu.Unlock()
-				h, err := DecodeHeader(p)
-				if err != nil || h.GTID != gtid {
-					errs <- fmt.Errorf("OffsetOf(%s) = %d, which holds %s (%v)", gtid, off, h.GTID, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	runWriters(t, db, c, writers, perWriter, func(w, i int) []string {
+		return []string{"BEGIN",
+			fmt.Sprintf("INSERT INTO test.t VALUES (%d, %d, 'new')", w, i),
+			fmt.Sprintf("UPDATE test.t SET v = 'updated' WHERE w = %d AND i = %d", w, i),
+			"COMMIT"}
+	}, func(gtid string, off uint64) error {
+		log.mu.Lock()
+		p := log.payloads[off-1]
+		log.mu.Unlock()
+		h, err := DecodeHeader(p)
+		if err != nil || h.GTID != gtid {
+			return fmt.Errorf("OffsetOf(%s) = %d, which holds %s (%v)", gtid, off, h.GTID, err)
+		}
+		return nil
+	})
 	waitPosition(t, c, binlogPos(t, db))
 	txns := log.txns(t)
 	if len(txns) != writers*perWriter {
@@ -401,6 +366,34 @@ func TestCaptureFlushesBufferedAppends(t *testing.T) {
 	log := &bufferedLog{}
 	c, _ := runCapture(t, Config{Start: binlogPos(t, db)}, m, log)
 	const writers, perWriter = 8, 20
+	runWriters(t, db, c, writers, perWriter, func(w, i int) []string {
+		return []string{fmt.Sprintf("INSERT INTO test.b VALUES (%d, %d)", w, i)}
+	}, func(gtid string, off uint64) error {
+		deadline := time.Now().Add(5 * time.Second)
+		for log.flushed.Load() < off {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("entry %d (%s) captured but not flushed after 5s (flushed up to %d)", off, gtid, log.flushed.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	})
+	waitPosition(t, c, binlogPos(t, db))
+	entries := uint64(len(log.txns(t)))
+	if entries != writers*perWriter || log.flushed.Load() != entries {
+		t.Fatalf("%d entries, %d flushed; want %d of each", entries, log.flushed.Load(), writers*perWriter)
+	}
+	if f := log.flushes.Load(); f == 0 || f > entries {
+		t.Fatalf("%d flushes for %d entries", f, entries)
+	}
+	t.Logf("%d entries in %d flushes", entries, log.flushes.Load())
+}
+
+// runWriters runs writers connections at once, each committing perWriter
+// transactions made of stmts(w, i), and after each asks c for the offset
+// of its GTID and hands both to check. It fails t on the first error.
+func runWriters(t *testing.T, db *sql.DB, c *Capture, writers, perWriter int, stmts func(w, i int) []string, check func(gtid string, off uint64) error) {
+	t.Helper()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -413,9 +406,11 @@ func TestCaptureFlushesBufferedAppends(t *testing.T) {
 			}
 			defer conn.Close()
 			for i := range perWriter {
-				if _, err := conn.ExecContext(ctx, fmt.Sprintf("INSERT INTO test.b VALUES (%d, %d)", w, i)); err != nil {
-					errs <- err
-					return
+				for _, q := range stmts(w, i) {
+					if _, err := conn.ExecContext(ctx, q); err != nil {
+						errs <- err
+						return
+					}
 				}
 				var gtid string
 				if err := conn.QueryRowContext(ctx, "SELECT @@last_gtid").Scan(&gtid); err != nil {
@@ -426,16 +421,12 @@ func TestCaptureFlushesBufferedAppends(t *testing.T) {
 				off, err := c.OffsetOf(octx, gtid)
 				cancel()
 				if err != nil {
-					errs <- err
+					errs <- fmt.Errorf("offset of %s: %w", gtid, err)
 					return
 				}
-				deadline := time.Now().Add(5 * time.Second)
-				for log.flushed.Load() < off {
-					if time.Now().After(deadline) {
-						errs <- fmt.Errorf("entry %d (%s) captured but not flushed after 5s (flushed up to %d)", off, gtid, log.flushed.Load())
-						return
-					}
-					time.Sleep(time.Millisecond)
+				if err := check(gtid, off); err != nil {
+					errs <- err
+					return
 				}
 			}
 		})
@@ -445,13 +436,4 @@ func TestCaptureFlushesBufferedAppends(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	waitPosition(t, c, binlogPos(t, db))
-	entries := uint64(len(log.txns(t)))
-	if entries != writers*perWriter || log.flushed.Load() != entries {
-		t.Fatalf("%d entries, %d flushed; want %d of each", entries, log.flushed.Load(), writers*perWriter)
-	}
-	if f := log.flushes.Load(); f == 0 || f > entries {
-		t.Fatalf("%d flushes for %d entries", f, entries)
-	}
-	t.Logf("%d entries in %d flushes", entries, log.flushes.Load())
 }
