@@ -852,3 +852,128 @@ func TestRESPExpiryRelayInvisible(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// While a script keeps the primary busy, a read in another db gets the
+// BUSY error Redis gives (its SELECT is refused too), and the read
+// connection is kept: once the script ends, reads in every db work.
+func TestRESPReadDuringBusyScript(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+	direct := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	defer direct.Close()
+	if err := direct.ConfigSet(ctx, "busy-reply-threshold", "100").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c0 := n.client(t, 0)
+	c3 := n.client(t, 3)
+	if err := c3.Set(ctx, "busy:k", "in-db-3", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := connectionsReceived(t, direct)
+	// A script that spins for 1.5 s.
+	done := make(chan error, 1)
+	go func() {
+		done <- c0.Eval(ctx, "local t = redis.call('TIME'); local s = t[1] * 1000000 + t[2]; "+
+			"repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - s > 1500000; return 1", nil).Err()
+	}()
+	var sawBusy bool
+	deadline := time.Now().Add(1200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		err := c3.Get(ctx, "busy:k").Err()
+		if err == nil {
+			continue // before the threshold
+		}
+		if strings.HasPrefix(err.Error(), "BUSY") {
+			sawBusy = true
+			continue
+		}
+		t.Fatalf("GET in db 3 during a busy script: %v (want BUSY)", err)
+	}
+	if !sawBusy {
+		t.Fatal("no read saw BUSY while the script ran")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the script: %v", err)
+	}
+	for i := range 20 {
+		c := []*redis.Client{c0, c3}[i%2]
+		v, err := c.Get(ctx, "busy:k").Result()
+		switch {
+		case i%2 == 1 && (err != nil || v != "in-db-3"):
+			t.Fatalf("GET in db 3 after the script: %q %v", v, err)
+		case i%2 == 0 && err != redis.Nil:
+			t.Fatalf("GET in db 0 after the script: %q %v (the key lives in db 3)", v, err)
+		}
+	}
+	if after := connectionsReceived(t, direct); after != before {
+		t.Fatalf("the primary received %d new connections: the proxy dropped one over a refused SELECT", after-before)
+	}
+}
+
+// connectionsReceived is the primary's total_connections_received.
+func connectionsReceived(t *testing.T, c *redis.Client) int {
+	t.Helper()
+	info, err := c.Info(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_connections_received:"); ok {
+			fmt.Sscan(v, &n)
+		}
+	}
+	return n
+}
+
+// SCRIPT KILL from a client in another db stops a busy script: it needs
+// no SELECT, which Redis would refuse with BUSY.
+func TestRESPScriptKillFromAnotherDB(t *testing.T) {
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	ctx := context.Background()
+	direct := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	defer direct.Close()
+	if err := direct.ConfigSet(ctx, "busy-reply-threshold", "100").Err(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- n.client(t, 0).Eval(ctx, "local t = redis.call('TIME'); local s = t[1]; "+
+			"repeat t = redis.call('TIME') until t[1] - s > 20; return 1", nil).Err()
+	}()
+	// Wait until the primary answers BUSY, so that the first SCRIPT KILL
+	// meets a read connection still in db 0.
+	busyBy := time.Now().Add(5 * time.Second)
+	for {
+		if err := direct.Ping(ctx).Err(); err != nil && strings.HasPrefix(err.Error(), "BUSY") {
+			break
+		}
+		if time.Now().After(busyBy) {
+			t.Fatal("the primary never answered BUSY")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c3 := n.client(t, 3)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := c3.ScriptKill(ctx).Err()
+		if err == nil {
+			break
+		}
+		if !strings.HasPrefix(err.Error(), "NOTBUSY") || time.Now().After(deadline) {
+			t.Fatalf("SCRIPT KILL from db 3: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("the killed script returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the script still runs after SCRIPT KILL")
+	}
+}

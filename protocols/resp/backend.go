@@ -36,6 +36,12 @@ type lane struct {
 	urgentMu    sync.Mutex
 	urgent      []*job
 	urgentReady chan struct{}
+
+	// selectErr is the error a read connection's SELECT got (BUSY while a
+	// script runs, LOADING): the commands after it, until the next SELECT
+	// that works, ran in another db, so each gets this error instead of
+	// its reply, and the connection is kept. Used by one goroutine.
+	selectErr []byte
 }
 
 func newLane(srv *Server, name string, ordered bool) *lane {
@@ -246,7 +252,13 @@ func (l *lane) roundTrip(br *bufio.Reader, bw *bufio.Writer, jobs []*job, db *in
 	if sent > 0 {
 		l.srv.wseq.sent.Add(sent)
 	}
-	return l.exchange(br, bw, jobs, "backend", l.failInflight)
+	err := l.exchange(br, bw, jobs, "backend", l.failInflight)
+	if l.selectErr != nil {
+		// The connection's db is not known now: the next command selects.
+		l.selectErr = nil
+		*db = -1
+	}
+	return err
 }
 
 // exchange flushes the commands encoded for jobs and reads their replies in
@@ -307,6 +319,9 @@ func encodeJob(bw *bufio.Writer, j *job, db int) int {
 		st := &j.steps[i]
 		if st.kind == stepLocal {
 			continue
+		}
+		if st.db == dbAny {
+			st.db = db
 		}
 		if st.db != db {
 			st.selectFirst = true
@@ -404,8 +419,14 @@ func (l *lane) receiveStep(br *bufio.Reader, j *job, i int) error {
 		if err != nil {
 			return err
 		}
-		if reply[0] == '-' {
+		switch {
+		case reply[0] != '-':
+			l.selectErr = nil
+		case l.ordered || l.fwd != nil:
+			// A write must never run in another db: the connection goes.
 			return fmt.Errorf("%w: SELECT %d answered %q", errReplyShape, st.db, reply)
+		default:
+			l.selectErr = append(l.selectErr[:0], reply...)
 		}
 	}
 	switch st.kind {
@@ -416,6 +437,9 @@ func (l *lane) receiveStep(br *bufio.Reader, j *job, i int) error {
 			return err
 		}
 		j.out, err = readReply(br, j.out)
+		if err == nil && l.selectErr != nil {
+			j.out = append(j.out[:st.replyStart], l.selectErr...)
+		}
 		st.replyEnd = len(j.out)
 		if err == nil && len(st.args) > 0 && len(st.args[0]) == 4 && strings.EqualFold(string(st.args[0]), "info") {
 			if parked := l.srv.blocked.count.Load(); parked > 0 {

@@ -30,6 +30,8 @@ const (
 
 type step struct {
 	kind stepKind
+	// db is the db the step runs in; dbAny for a command that does not
+	// care (SCRIPT KILL), which then needs no SELECT.
 	db   int
 	args [][]byte // stepRead
 	plan Plan     // stepWrite
@@ -50,6 +52,9 @@ type step struct {
 	// its reply instead of the job's output, which the client gets.
 	aside *[]byte
 }
+
+// dbAny is the db of a step that may run in any db.
+const dbAny = -2
 
 type job struct {
 	steps []step

@@ -399,7 +399,13 @@ func (s *session) handle(ctx context.Context, args [][]byte) bool {
 	}
 	switch class {
 	case ClassRead:
-		s.enqueue(s.readLane(), step{kind: stepRead, db: s.db, args: args})
+		db := s.db
+		if info.Name == "script|kill" || info.Name == "function|kill" {
+			// Sent while a script keeps the primary busy, when Redis
+			// would refuse the SELECT in front of it.
+			db = dbAny
+		}
+		s.enqueue(s.readLane(), step{kind: stepRead, db: db, args: args})
 	case ClassWrite, ClassScript:
 		s.write(args)
 	case ClassAdmin:
