@@ -929,7 +929,8 @@ func connectionsReceived(t *testing.T, c *redis.Client) int {
 }
 
 // SCRIPT KILL from a client in another db stops a busy script: it needs
-// no SELECT, which Redis would refuse with BUSY.
+// no SELECT, which Redis would refuse with BUSY. PING meanwhile says BUSY,
+// as on Redis.
 func TestRESPScriptKillFromAnotherDB(t *testing.T) {
 	primary := startRedis(t)
 	n := startRESPNode(t, primary.Addr)
@@ -957,6 +958,12 @@ func TestRESPScriptKillFromAnotherDB(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c3 := n.client(t, 3)
+	// PING through the proxy says BUSY too, as tools that wait for it
+	// before SCRIPT KILL expect.
+	// (No read fence holds it: PING shows no data.)
+	if err := c3.Ping(ctx).Err(); err == nil || !strings.HasPrefix(err.Error(), "BUSY") {
+		t.Fatalf("PING through the proxy during a busy script: %v, want BUSY", err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := c3.ScriptKill(ctx).Err()
@@ -975,5 +982,8 @@ func TestRESPScriptKillFromAnotherDB(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the script still runs after SCRIPT KILL")
+	}
+	if v, err := c3.Ping(ctx).Result(); err != nil || v != "PONG" {
+		t.Fatalf("PING after the kill: %q %v", v, err)
 	}
 }

@@ -320,7 +320,7 @@ func encodeJob(bw *bufio.Writer, j *job, db int) int {
 		if st.kind == stepLocal {
 			continue
 		}
-		if st.db == dbAny {
+		if st.anyDB && db >= 0 {
 			st.db = db
 		}
 		if st.db != db {

@@ -30,12 +30,14 @@ const (
 
 type step struct {
 	kind stepKind
-	// db is the db the step runs in; dbAny for a command that does not
-	// care (SCRIPT KILL), which then needs no SELECT.
 	db   int
-	args [][]byte // stepRead
-	plan Plan     // stepWrite
-	tx   []Plan   // stepTx
+	// anyDB marks a command that reads no data and may run in any db
+	// (PING, SCRIPT KILL): it needs no SELECT, which Redis refuses while a
+	// script keeps it busy, and no read fence.
+	anyDB bool
+	args  [][]byte // stepRead
+	plan  Plan     // stepWrite
+	tx    []Plan   // stepTx
 	// txDB is the db a transaction leaves the connection in (it may
 	// SELECT inside MULTI).
 	txDB int
@@ -52,9 +54,6 @@ type step struct {
 	// its reply instead of the job's output, which the client gets.
 	aside *[]byte
 }
-
-// dbAny is the db of a step that may run in any db.
-const dbAny = -2
 
 type job struct {
 	steps []step

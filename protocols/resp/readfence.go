@@ -85,7 +85,7 @@ func countWrites(j *job) uint64 {
 // hasReads says whether j carries a read whose reply needs fencing.
 func hasReads(j *job) bool {
 	for i := range j.steps {
-		if j.steps[i].kind == stepRead {
+		if j.steps[i].kind == stepRead && !j.steps[i].anyDB {
 			return true
 		}
 	}

@@ -399,13 +399,12 @@ func (s *session) handle(ctx context.Context, args [][]byte) bool {
 	}
 	switch class {
 	case ClassRead:
-		db := s.db
-		if info.Name == "script|kill" || info.Name == "function|kill" {
-			// Sent while a script keeps the primary busy, when Redis
-			// would refuse the SELECT in front of it.
-			db = dbAny
-		}
-		s.enqueue(s.readLane(), step{kind: stepRead, db: db, args: args})
+		// Commands Redis serves while a script keeps it busy (SCRIPT KILL,
+		// FUNCTION KILL, FUNCTION STATS) read no keys: they go without a
+		// SELECT, which Redis would refuse then, and without a read fence,
+		// which would hold them behind the script.
+		anyDB := info.Flags&FlagAllowBusy != 0 || info.Name == "script|kill" || info.Name == "function|kill"
+		s.enqueue(s.readLane(), step{kind: stepRead, db: s.db, anyDB: anyDB, args: args})
 	case ClassWrite, ClassScript:
 		s.write(args)
 	case ClassAdmin:
@@ -535,6 +534,13 @@ func topName(info *CommandInfo) string {
 func (s *session) connection(info *CommandInfo, args [][]byte) bool {
 	switch topName(info) {
 	case "ping":
+		if len(args) <= 2 && s.srv.route.load().Mode == RouteLocal && !s.srv.Router() {
+			// A node serving from its own primary lets the primary answer,
+			// so that PING says BUSY or LOADING when Redis would (tools
+			// wait for that before SCRIPT KILL); it needs no SELECT.
+			s.enqueue(s.readLane(), step{kind: stepRead, db: s.db, anyDB: true, args: args})
+			return false
+		}
 		switch len(args) {
 		case 1:
 			s.local(appendSimple(nil, "PONG"))
