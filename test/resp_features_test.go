@@ -655,13 +655,19 @@ func TestBlockedPopOutlivesTypeChange(t *testing.T) {
 // infoBlockedClients is INFO's blocked_clients, which Redis and (counting
 // the clients it parks) the proxy both report.
 func infoBlockedClients(t *testing.T, c *redis.Client) int {
-	info, err := c.Info(context.Background(), "clients").Result()
+	return infoInt(t, c, "clients", "blocked_clients")
+}
+
+// infoInt is one numeric field of an INFO section.
+func infoInt(t *testing.T, c *redis.Client, section, field string) int {
+	t.Helper()
+	info, err := c.Info(context.Background(), section).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var n int
 	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "blocked_clients:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			fmt.Sscan(v, &n)
 		}
 	}
@@ -853,18 +859,26 @@ func TestRESPExpiryRelayInvisible(t *testing.T) {
 	}
 }
 
+// startBusyNode is a node and a direct client on its primary, which
+// answers BUSY 100 ms into a script.
+func startBusyNode(t *testing.T) (*respNode, *redis.Client) {
+	t.Helper()
+	primary := startRedis(t)
+	n := startRESPNode(t, primary.Addr)
+	direct := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	t.Cleanup(func() { direct.Close() })
+	if err := direct.ConfigSet(context.Background(), "busy-reply-threshold", "100").Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n, direct
+}
+
 // While a script keeps the primary busy, a read in another db gets the
 // BUSY error Redis gives (its SELECT is refused too), and the read
 // connection is kept: once the script ends, reads in every db work.
 func TestRESPReadDuringBusyScript(t *testing.T) {
-	primary := startRedis(t)
-	n := startRESPNode(t, primary.Addr)
+	n, direct := startBusyNode(t)
 	ctx := context.Background()
-	direct := redis.NewClient(&redis.Options{Addr: primary.Addr})
-	defer direct.Close()
-	if err := direct.ConfigSet(ctx, "busy-reply-threshold", "100").Err(); err != nil {
-		t.Fatal(err)
-	}
 	c0 := n.client(t, 0)
 	c3 := n.client(t, 3)
 	if err := c3.Set(ctx, "busy:k", "in-db-3", 0).Err(); err != nil {
@@ -915,31 +929,15 @@ func TestRESPReadDuringBusyScript(t *testing.T) {
 // connectionsReceived is the primary's total_connections_received.
 func connectionsReceived(t *testing.T, c *redis.Client) int {
 	t.Helper()
-	info, err := c.Info(context.Background(), "stats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "total_connections_received:"); ok {
-			fmt.Sscan(v, &n)
-		}
-	}
-	return n
+	return infoInt(t, c, "stats", "total_connections_received")
 }
 
 // SCRIPT KILL from a client in another db stops a busy script: it needs
 // no SELECT, which Redis would refuse with BUSY. PING meanwhile says BUSY,
 // as on Redis.
 func TestRESPScriptKillFromAnotherDB(t *testing.T) {
-	primary := startRedis(t)
-	n := startRESPNode(t, primary.Addr)
+	n, direct := startBusyNode(t)
 	ctx := context.Background()
-	direct := redis.NewClient(&redis.Options{Addr: primary.Addr})
-	defer direct.Close()
-	if err := direct.ConfigSet(ctx, "busy-reply-threshold", "100").Err(); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() {
 		done <- n.client(t, 0).Eval(ctx, "local t = redis.call('TIME'); local s = t[1]; "+
