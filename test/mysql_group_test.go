@@ -617,19 +617,7 @@ func (l *appendLoad) halt() {
 // acknowledged.
 func (l *appendLoad) check(t *testing.T, g *mysqlGroup, i int) time.Duration {
 	t.Helper()
-	rows, err := g.backend(i).Query("SELECT id FROM app.ids")
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		have[id] = true
-	}
-	rows.Close()
+	have := storedIDs(t, g.backend(i))
 	lost := 0
 	for _, id := range l.acked {
 		if !have[id] {

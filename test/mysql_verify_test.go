@@ -252,6 +252,21 @@ func mysqlChaos(t *testing.T, policy string, d time.Duration, seed int64) {
 // lostIDs counts the acknowledged ids of l missing from db.
 func lostIDs(t *testing.T, db *sql.DB, l *appendLoad) int {
 	t.Helper()
+	have := storedIDs(t, db)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lost := 0
+	for _, id := range l.acked {
+		if !have[id] {
+			lost++
+		}
+	}
+	return lost
+}
+
+// storedIDs is the set of ids in db's app.ids.
+func storedIDs(t *testing.T, db *sql.DB) map[string]bool {
+	t.Helper()
 	rows, err := db.Query("SELECT id FROM app.ids")
 	if err != nil {
 		t.Fatal(err)
@@ -268,13 +283,5 @@ func lostIDs(t *testing.T, db *sql.DB, l *appendLoad) int {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lost := 0
-	for _, id := range l.acked {
-		if !have[id] {
-			lost++
-		}
-	}
-	return lost
+	return have
 }
