@@ -61,11 +61,13 @@ stop:
 bench-resp: build
 	bash bench/resp.sh
 
-# SET throughput and latency: direct, native replication, native WAIT 1, and
-# a three-node replicar group (the binary) under leader, one and all, in one
-# run, with the clients in a process of their own.
+# SET throughput and latency: direct, native replication, native WAIT 1, the
+# native setups through bench/relay (the floor of any proxy), and a three-node
+# replicar group (the binary) under leader, one and all, in one run, with the
+# clients in a process of their own.
 bench-repl: build
-	$(GO) run ./bench/replbench
+	$(GO) build -o bin/relay ./bench/relay
+	$(GO) run ./bench/replbench -relay bin/relay
 
 # sysbench oltp_insert and oltp_write_only (16 threads): direct mariadbd,
 # native async replication, native semi-sync (AFTER_SYNC) and a three-node

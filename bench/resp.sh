@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Throughput of the RESP front end next to the store it fronts, in one run:
-# redis-benchmark -t set,get at -c 50 with -P 1 and -P 16, once directly
-# against redis-server and once through replicar, then the ratios.
+# redis-benchmark -t set,get at -c 50 with -P 1 and -P 16, directly against
+# redis-server, through two reference proxies, and through replicar, with each
+# one's ratio to direct. The references show what sitting in front of Redis
+# costs on this host before any proxy logic:
+#   relay      bench/relay, a byte copier that parses nothing (the floor);
+#   twemproxy  nutcracker, the C proxy people put in front of Redis today.
+# For the replicar run it also prints the CPU each process spent per request
+# (µs/op): when the cores are the limit, that says where the time went.
 #
 #   bash bench/resp.sh            # defaults: 200k requests per test
 #   REQUESTS=1000000 bash bench/resp.sh
@@ -21,7 +27,15 @@ export PATH="$PATH:/usr/sbin:/sbin"
 for bin in redis-server redis-benchmark redis-cli; do
 	command -v "$bin" >/dev/null || { echo "bench: $bin missing; run: bash scripts/install-deps.sh" >&2; exit 1; }
 done
+if ! command -v nutcracker >/dev/null; then
+	echo "bench: installing nutcracker (twemproxy) for the reference column" >&2
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update >/dev/null
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y nutcracker >/dev/null
+fi
 make -s build
+go build -o bin/relay ./bench/relay
 
 work=$(mktemp -d)
 pids=()
@@ -42,6 +56,21 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
+relay_port=$(free_port)
+./bin/relay "127.0.0.1:$relay_port" "127.0.0.1:$redis_port" 2>"$work/relay.log" &
+pids+=($!)
+twem_port=$(free_port)
+cat >"$work/nutcracker.yml" <<EOF
+bench:
+  listen: 127.0.0.1:$twem_port
+  redis: true
+  servers:
+    - 127.0.0.1:$redis_port:1
+EOF
+# The stats port is picked too: Debian's nutcracker service may hold 22222.
+nutcracker -c "$work/nutcracker.yml" -s "$(free_port)" -a 127.0.0.1 -o "$work/nutcracker.log" &
+pids+=($!)
+
 proxy_port=$(free_port)
 wal=()
 if [ -n "$fsync" ]; then
@@ -58,20 +87,40 @@ redis-cli -p "$proxy_port" ping >/dev/null || { echo "bench: replicar did not st
 for _ in $(seq 300); do [ "$(redis-cli -p "$proxy_port" set bench:ready 1 2>/dev/null)" = OK ] && break; sleep 0.1; done
 [ "$(redis-cli -p "$proxy_port" del bench:ready 2>/dev/null)" = 1 ] || { echo "bench: replicar never took writes:" >&2; cat "$work/replicar.log" >&2; exit 1; }
 
-# rps PORT PIPELINE TEST → requests per second
+for port in $relay_port $twem_port; do
+	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+done
+redis_pid=${pids[0]}
+replicar_pid=${pids[-1]}
+
+# cpu PID → clock ticks the process has used (user + system)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# rps PORT PIPELINE TEST → requests per second; the benchmark's own CPU
+# seconds (user + system) go to $work/bench.cpu.
 rps() {
-	redis-benchmark -h 127.0.0.1 -p "$1" -c "$clients" -n "$requests" -P "$2" -t "$3" -r 100000 --csv 2>/dev/null |
+	/usr/bin/time -f '%U %S' -o "$work/bench.cpu" \
+		redis-benchmark -h 127.0.0.1 -p "$1" -c "$clients" -n "$requests" -P "$2" -t "$3" -r 100000 --csv 2>/dev/null |
 		awk -F'"' 'NR==2 {print $4}'
 }
 
-printf '%-6s %-4s %14s %14s %7s\n' test P direct replicar ratio
+hz=$(getconf CLK_TCK)
+printf '%-4s %-3s %9s %17s %17s %17s   %s\n' test P direct relay twemproxy replicar 'CPU µs/op in the replicar run: benchmark redis replicar'
 for p in 1 16; do
 	for t in set get; do
 		d=$(rps "$redis_port" "$p" "$t")
+		l=$(rps "$relay_port" "$p" "$t")
+		n=$(rps "$twem_port" "$p" "$t")
+		r0=$(cpu "$redis_pid") p0=$(cpu "$replicar_pid")
 		r=$(rps "$proxy_port" "$p" "$t")
-		ratio=$(awk -v a="$r" -v b="$d" 'BEGIN { printf "%.2f", a / b }')
-		printf '%-6s %-4s %14s %14s %7s\n' "$t" "$p" "$d" "$r" "$ratio"
+		r1=$(cpu "$redis_pid") p1=$(cpu "$replicar_pid")
+		awk -v t="$t" -v p="$p" -v d="$d" -v l="$l" -v n="$n" -v r="$r" -v req="$requests" -v hz="$hz" \
+			-v rc="$((r1 - r0))" -v pc="$((p1 - p0))" '{
+			us = 1e6 / req
+			printf "%-4s %-3s %9.0f %9.0f (%.2f) %9.0f (%.2f) %9.0f (%.2f)   %.2f %.2f %.2f\n",
+				t, p, d, l, l / d, n, n / d, r, r / d, ($1 + $2) * us, rc / hz * us, pc / hz * us
+		}' "$work/bench.cpu"
 	done
 done
-echo "($requests requests, $clients clients, ack policy $policy, one backlog${fsync:+ with its WAL (fsync $fsync)}, no followers)"
+echo "(requests/s, ratio to direct in brackets; $requests requests, $clients clients, ack policy $policy, one backlog${fsync:+ with its WAL (fsync $fsync)}, no followers)"
 redis-cli -p "$proxy_port" replicar info | grep -E '^(offset|writes_logged|committed):' || true

@@ -5,12 +5,17 @@
 // node in front of its own redis-server, elected through NATS) under the
 // ack policies leader, one and all.
 //
+// With -relay (bench/relay, a byte copier that parses nothing) it also runs
+// the native setups with the clients going through that relay: the floor of
+// what any proxy in front of the primary costs on this host, before it does
+// any work of its own.
+//
 // The clients run in a process of their own (this program started again
 // with -load), as an application would, so they share neither a Go runtime
 // nor a garbage collector with what they measure. Every server runs on free
 // loopback ports in a temp dir removed at exit.
 //
-//	go run ./bench/replbench [-clients 50] [-duration 5s] [-replicar bin/replicar]
+//	go run ./bench/replbench [-clients 50] [-duration 5s] [-replicar bin/replicar] [-relay bin/relay]
 package main
 
 import (
@@ -43,6 +48,7 @@ func main() {
 	binary := flag.String("replicar", "bin/replicar", "the replicar binary to run the nodes with")
 	profileDir := flag.String("profile-dir", "", "with a replicar built with -tags prof: each node writes a CPU profile, <dir>/<policy>-<node>.prof")
 	nodeProcs := flag.Int("node-gomaxprocs", 0, "GOMAXPROCS of each replicar node (0: Go's default)")
+	relayBin := flag.String("relay", "", "the bench/relay binary: also measure the native setups through it")
 	load := flag.String("load", "", "internal: run the clients against this address and print the result as JSON")
 	wait := flag.Bool("wait", false, "internal, with -load: follow each SET with WAIT 1 0")
 	flag.Parse()
@@ -75,6 +81,7 @@ func main() {
 	report("direct redis-server", direct, direct)
 
 	primary := startRedis()
+	primaryStop := cleanups[len(cleanups)-1]
 	var replicaStops []func()
 	for range 2 {
 		host, port, _ := net.SplitHostPort(primary)
@@ -86,9 +93,14 @@ func main() {
 	report("native replication (async)", native, direct)
 	nativeWait := measure(primary, true)
 	report("native SET + WAIT 1", nativeWait, direct)
+	if *relayBin != "" {
+		relayed := startRelay(*relayBin, primary, dir)
+		report("native async through bench/relay", measure(relayed, false), native)
+		report("native WAIT 1 through bench/relay", measure(relayed, true), nativeWait)
+	}
 	// The native group is done with: its three servers would only take
 	// memory and wake-ups from the runs that follow.
-	for _, stop := range append(replicaStops, cleanups[len(cleanups)-3]) {
+	for _, stop := range append(replicaStops, primaryStop) {
 		stop()
 	}
 
@@ -105,6 +117,30 @@ func main() {
 		}
 		report(fmt.Sprintf("replicar %s (%s)", p.name, vs), r, base)
 		g.stop()
+	}
+}
+
+// startRelay runs bench/relay in front of backend and returns its address.
+func startRelay(bin, backend, dir string) string {
+	addr := freeAddr()
+	logf, err := os.Create(filepath.Join(dir, "relay.log"))
+	check(err)
+	cmd := exec.Command(bin, addr, backend)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	check(cmd.Start())
+	cleanups = append(cleanups, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			fail("relay did not listen on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
