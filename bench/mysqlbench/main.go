@@ -30,6 +30,11 @@ var allSetups = []setup{
 	{"direct", "direct mariadbd", ""},
 	{"async", "native async, 2 replicas", "direct"},
 	{"semisync", "native semi-sync AFTER_SYNC, 2 replicas", "direct"},
+	// The native setups with sysbench going through bench/relay, a byte
+	// copier that parses nothing: the floor of what any proxy in front of
+	// the primary costs on this host.
+	{"async-relay", "native async through bench/relay", "async"},
+	{"semisync-relay", "native semi-sync through bench/relay", "semisync"},
 	{"leader", "replicar leader, 2 followers", "async"},
 	{"one", "replicar one (ACKS=1), 2 followers", "semisync"},
 	{"all", "replicar all (MIN_INSYNC=3), 2 followers", "semisync"},
@@ -62,7 +67,8 @@ func main() {
 	flushLog := flag.Int("flush-log-at-trx-commit", 1, "innodb_flush_log_at_trx_commit of every mariadbd")
 	syncBinlog := flag.Int("sync-binlog", 1, "sync_binlog of every mariadbd")
 	bufferPool := flag.String("buffer-pool", "256M", "innodb_buffer_pool_size of every mariadbd")
-	setupList := flag.String("setups", "direct,async,semisync,leader,one,all", "setups to measure, in this order")
+	setupList := flag.String("setups", "direct,async,semisync,async-relay,semisync-relay,leader,one,all", "setups to measure, in this order")
+	relayBin := flag.String("relay", "bin/relay", "the bench/relay binary, for the *-relay setups (go build -o bin/relay ./bench/relay)")
 	workloadList := flag.String("workloads", "oltp_insert,oltp_write_only", "sysbench workloads, each run on every setup")
 	binary := flag.String("replicar", "bin/replicar", "the replicar binary to run the nodes with")
 	sysbench := flag.String("sysbench", "sysbench", "the sysbench binary")
@@ -76,7 +82,7 @@ func main() {
 	for key := range strings.SplitSeq(*setupList, ",") {
 		i := slices.IndexFunc(allSetups, func(s setup) bool { return s.key == strings.TrimSpace(key) })
 		if i < 0 {
-			fail("-setups: unknown setup %q (want some of direct, async, semisync, leader, one, all)", key)
+			fail("-setups: unknown setup %q (want some of direct, async, semisync, async-relay, semisync-relay, leader, one, all)", key)
 		}
 		chosen = append(chosen, allSetups[i])
 	}
@@ -96,6 +102,12 @@ func main() {
 	needReplicar := slices.ContainsFunc(chosen, func(s setup) bool { _, ok := policies[s.key]; return ok })
 	if _, err := os.Stat(bin); err != nil && needReplicar {
 		fail("%v (build it with `make build`)", err)
+	}
+	relay, err := filepath.Abs(*relayBin)
+	check(err)
+	needRelay := slices.ContainsFunc(chosen, func(s setup) bool { return strings.HasSuffix(s.key, "-relay") })
+	if _, err := os.Stat(relay); err != nil && needRelay {
+		fail("%v (build it with `go build -o bin/relay ./bench/relay`)", err)
 	}
 
 	if *profileDir != "" {
@@ -151,7 +163,7 @@ func main() {
 			// Each setup's servers live in a dir of their own, removed
 			// once they are stopped: a round leaves GBs of redo logs.
 			srv.dir = filepath.Join(dir, fmt.Sprintf("r%d-%s", round+1, s.key))
-			for w, o := range measure(ctx, s, workloads, sb, srv, bin, *profileDir) {
+			for w, o := range measure(ctx, s, workloads, sb, srv, bin, relay, *profileDir) {
 				results[s.key][w] = append(results[s.key][w], o)
 			}
 			if !*keep {
@@ -165,7 +177,7 @@ func main() {
 // measure starts a setup's servers, prepares the tables and runs every
 // workload on it. A setup that cannot start, or a run that fails, gives
 // an error in its cells; the bench goes on with the others.
-func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv *servers, bin, profileDir string) map[string]outcome {
+func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv *servers, bin, relay, profileDir string) map[string]outcome {
 	out := map[string]outcome{}
 	failAll := func(err error) map[string]outcome {
 		progress("%s: %v", s.key, err)
@@ -183,6 +195,11 @@ func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv 
 		t, err = startNative(ctx, srv, false)
 	case "semisync":
 		t, err = startNative(ctx, srv, true)
+	case "async-relay", "semisync-relay":
+		t, err = startNative(ctx, srv, s.key == "semisync-relay")
+		if err == nil {
+			err = t.throughRelay(relay, srv.dir)
+		}
 	default:
 		t, err = startReplicar(ctx, srv, bin, policies[s.key], profileDir)
 		if err != nil {
