@@ -37,12 +37,25 @@ type Position struct {
 // String formats p as epoch:offset.
 func (p Position) String() string { return fmt.Sprintf("%d:%d", p.Epoch, p.Offset) }
 
+// slot is one retained entry. It holds no pointer, so the garbage collector
+// never scans the ring, however many million entries a large backlog keeps:
+// the payload is found through ref instead.
 type slot struct {
-	epoch   uint64
-	payload []byte
+	epoch uint64
+	// ref is the seq of the chunk that holds the payload at off, or, with
+	// largeRef set, the seq of the payload's own buffer in large.
+	ref uint64
+	off uint32
+	n   uint32
 }
 
+// largeRef marks a slot whose payload has a buffer of its own.
+const largeRef = 1 << 63
+
 type chunk struct {
+	// seq numbers chunks in the order they were taken, so a slot can find
+	// its chunk as chunks[ref-chunks[0].seq].
+	seq         uint64
 	buf         []byte
 	used        int
 	firstOffset uint64
@@ -64,6 +77,14 @@ type Log struct {
 
 	chunks []*chunk // oldest first; the last one takes new payloads
 	free   []*chunk
+	// chunkSeqEnd is the seq the next chunk gets: one past the newest,
+	// so the seqs in chunks stay consecutive.
+	chunkSeqEnd uint64
+
+	// large holds, oldest first, the payloads too big for a chunk; large[0]
+	// has seq largeBase.
+	large     [][]byte
+	largeBase uint64
 
 	hist History
 }
@@ -79,6 +100,8 @@ func NewLog(opts Options) *Log {
 	if opts.MaxEpochs <= 0 {
 		opts.MaxEpochs = DefaultMaxEpochs
 	}
+	// Slots address chunk memory with 32-bit offsets.
+	opts.ChunkSize = min(opts.ChunkSize, 1<<30)
 	return &Log{opts: opts, slots: make([]slot, 64)}
 }
 
@@ -159,24 +182,25 @@ func (l *Log) push(epoch, offset uint64, payload []byte) {
 	if l.count == len(l.slots) {
 		l.grow()
 	}
-	l.slots[(l.head+l.count)%len(l.slots)] = slot{epoch: epoch, payload: l.store(offset, payload)}
+	l.slots[(l.head+l.count)%len(l.slots)] = l.store(epoch, offset, payload)
 	l.count++
-	l.bytes += cost(payload)
+	l.bytes += int64(len(payload)) + EntryOverhead
 	for l.bytes > l.opts.MaxBytes && l.count > 1 {
 		l.evictOldest()
 	}
 }
 
-func cost(payload []byte) int64 { return int64(len(payload)) + EntryOverhead }
-
 // store copies payload into chunk memory, or into a buffer of its own when it
-// is large enough that it would waste most of a chunk.
-func (l *Log) store(offset uint64, payload []byte) []byte {
+// is large enough that it would waste most of a chunk, and returns the slot
+// that finds it again.
+func (l *Log) store(epoch, offset uint64, payload []byte) slot {
 	n := len(payload)
 	if n > l.opts.ChunkSize/4 {
 		own := make([]byte, n)
 		copy(own, payload)
-		return own
+		l.large = append(l.large, own)
+		seq := l.largeBase + uint64(len(l.large)-1)
+		return slot{epoch: epoch, ref: seq | largeRef, n: uint32(n)}
 	}
 	var cur *chunk
 	if k := len(l.chunks); k > 0 {
@@ -186,12 +210,23 @@ func (l *Log) store(offset uint64, payload []byte) []byte {
 		cur = l.newChunk(offset)
 		l.chunks = append(l.chunks, cur)
 	}
-	dst := cur.buf[cur.used : cur.used+n : cur.used+n]
-	copy(dst, payload)
+	copy(cur.buf[cur.used:], payload)
+	s := slot{epoch: epoch, ref: cur.seq, off: uint32(cur.used), n: uint32(n)}
 	cur.used += n
 	cur.lastOffset = offset
-	return dst
+	return s
 }
+
+// payload is the memory a slot's payload lives in.
+func (l *Log) payload(s slot) []byte {
+	if s.ref&largeRef != 0 {
+		return l.large[s.ref&^largeRef-l.largeBase]
+	}
+	c := l.chunks[s.ref-l.chunks[0].seq]
+	return c.buf[s.off : s.off+s.n : s.off+s.n]
+}
+
+func cost(s slot) int64 { return int64(s.n) + EntryOverhead }
 
 func (l *Log) newChunk(offset uint64) *chunk {
 	var c *chunk
@@ -203,6 +238,8 @@ func (l *Log) newChunk(offset uint64) *chunk {
 	} else {
 		c = &chunk{buf: make([]byte, l.opts.ChunkSize)}
 	}
+	c.seq = l.chunkSeqEnd
+	l.chunkSeqEnd++
 	c.firstOffset, c.lastOffset = offset, offset
 	return c
 }
@@ -232,7 +269,13 @@ func (l *Log) evictOldest() {
 	l.slots[l.head] = slot{}
 	l.head = (l.head + 1) % len(l.slots)
 	l.count--
-	l.bytes -= cost(s.payload)
+	l.bytes -= cost(s)
+	if s.ref&largeRef != 0 {
+		// The oldest entry's large payload is the oldest one held.
+		l.large[0] = nil
+		l.large = l.large[1:]
+		l.largeBase++
+	}
 	l.base = Position{Epoch: s.epoch, Offset: l.base.Offset + 1}
 	for len(l.chunks) > 0 && l.chunks[0].lastOffset <= l.base.Offset {
 		l.recycle(l.chunks[0])
@@ -251,7 +294,7 @@ func (l *Log) Entry(offset uint64) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: %d is the next offset", ErrFutureOffset, offset)
 	}
 	s := l.at(int(offset - l.First()))
-	return Entry{Epoch: s.epoch, Offset: offset, Payload: s.payload}, nil
+	return Entry{Epoch: s.epoch, Offset: offset, Payload: l.payload(s)}, nil
 }
 
 // Read appends to dst the entries from offset from on, stopping before the
@@ -266,11 +309,11 @@ func (l *Log) Read(from uint64, maxBytes int, dst []Entry) ([]Entry, error) {
 	total, start := 0, len(dst)
 	for off := from; off <= l.Last(); off++ {
 		s := l.at(int(off - l.First()))
-		if len(dst) > start && total+len(s.payload) > maxBytes {
+		if len(dst) > start && total+int(s.n) > maxBytes {
 			break
 		}
-		total += len(s.payload)
-		dst = append(dst, Entry{Epoch: s.epoch, Offset: off, Payload: s.payload})
+		total += int(s.n)
+		dst = append(dst, Entry{Epoch: s.epoch, Offset: off, Payload: l.payload(s)})
 	}
 	return dst, nil
 }
@@ -297,7 +340,13 @@ func (l *Log) TruncateAfter(offset uint64) error {
 	}
 	for l.Last() > offset {
 		i := (l.head + l.count - 1) % len(l.slots)
-		l.bytes -= cost(l.slots[i].payload)
+		s := l.slots[i]
+		l.bytes -= cost(s)
+		if s.ref&largeRef != 0 {
+			// The newest entry's large payload is the newest one held.
+			l.large[len(l.large)-1] = nil
+			l.large = l.large[:len(l.large)-1]
+		}
 		l.slots[i] = slot{}
 		l.count--
 	}
@@ -313,6 +362,7 @@ func (l *Log) TruncateAfter(offset uint64) error {
 		l.recycle(c)
 		l.chunks[len(l.chunks)-1] = nil
 		l.chunks = l.chunks[:len(l.chunks)-1]
+		l.chunkSeqEnd--
 	}
 	l.hist.TruncateAfter(offset)
 	if l.hist.Len() == 0 && l.base.Offset > 0 {
@@ -333,6 +383,9 @@ func (l *Log) Reset(pos Position) {
 	}
 	clear(l.chunks)
 	l.chunks = l.chunks[:0]
+	l.largeBase += uint64(len(l.large))
+	clear(l.large)
+	l.large = l.large[:0]
 	l.head, l.bytes, l.base = 0, 0, pos
 	l.hist.reset(pos.Epoch, pos.Offset)
 }
