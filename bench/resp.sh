@@ -6,8 +6,10 @@
 # costs on this host before any proxy logic:
 #   relay      bench/relay, a byte copier that parses nothing (the floor);
 #   twemproxy  nutcracker, the C proxy people put in front of Redis today.
-# For the replicar run it also prints the CPU each process spent per request
-# (µs/op): when the cores are the limit, that says where the time went.
+# Each proxy's CPU per request is printed with its ratio, and the last column
+# is the CPU per request any proxy could spend and still reach 0.8x direct
+# with both cores busy all the time: the cores divided by 0.8x the direct
+# rate, less what the benchmark and redis-server spend per request.
 #
 #   bash bench/resp.sh            # defaults: 200k requests per test
 #   REQUESTS=1000000 bash bench/resp.sh
@@ -105,22 +107,37 @@ rps() {
 }
 
 hz=$(getconf CLK_TCK)
-printf '%-4s %-3s %9s %17s %17s %17s   %s\n' test P direct relay twemproxy replicar 'CPU µs/op in the replicar run: benchmark redis replicar'
+relay_pid=${pids[1]}
+twem_pid=${pids[2]}
+
+# through PORT PID PIPELINE TEST → "req/s ratio proxy-µs/op redis-µs/op
+# benchmark-µs/op" for one run through the proxy PID listening on PORT.
+through() {
+	local r0 p0 r1 p1 rate
+	r0=$(cpu "$redis_pid") p0=$(cpu "$2")
+	rate=$(rps "$1" "$3" "$4")
+	r1=$(cpu "$redis_pid") p1=$(cpu "$2")
+	awk -v rate="$rate" -v d="$direct" -v req="$requests" -v hz="$hz" -v rc="$((r1 - r0))" -v pc="$((p1 - p0))" '{
+		us = 1e6 / req
+		printf "%.0f %.2f %.2f %.2f %.2f\n", rate, rate / d, pc / hz * us, rc / hz * us, ($1 + $2) * us
+	}' "$work/bench.cpu"
+}
+
+echo "requests/s, then (ratio to direct, the proxy's CPU µs per request)"
+printf '%-4s %-3s %9s %24s %24s %24s  %s\n' test P direct relay twemproxy replicar 'budget for 0.8x'
 for p in 1 16; do
 	for t in set get; do
-		d=$(rps "$redis_port" "$p" "$t")
-		l=$(rps "$relay_port" "$p" "$t")
-		n=$(rps "$twem_port" "$p" "$t")
-		r0=$(cpu "$redis_pid") p0=$(cpu "$replicar_pid")
-		r=$(rps "$proxy_port" "$p" "$t")
-		r1=$(cpu "$redis_pid") p1=$(cpu "$replicar_pid")
-		awk -v t="$t" -v p="$p" -v d="$d" -v l="$l" -v n="$n" -v r="$r" -v req="$requests" -v hz="$hz" \
-			-v rc="$((r1 - r0))" -v pc="$((p1 - p0))" '{
-			us = 1e6 / req
-			printf "%-4s %-3s %9.0f %9.0f (%.2f) %9.0f (%.2f) %9.0f (%.2f)   %.2f %.2f %.2f\n",
-				t, p, d, l, l / d, n, n / d, r, r / d, ($1 + $2) * us, rc / hz * us, pc / hz * us
-		}' "$work/bench.cpu"
+		direct=$(rps "$redis_port" "$p" "$t")
+		read -r l lr lc _ <<<"$(through "$relay_port" "$relay_pid" "$p" "$t")"
+		read -r n nr nc _ <<<"$(through "$twem_port" "$twem_pid" "$p" "$t")"
+		read -r r rr rc redis_us bench_us <<<"$(through "$proxy_port" "$replicar_pid" "$p" "$t")"
+		# What a proxy may spend per request for 0.8x direct if the two
+		# cores were busy all the time, after the benchmark's and Redis's
+		# own CPU per request (as measured in the replicar run).
+		budget=$(awk -v d="$direct" -v b="$bench_us" -v s="$redis_us" -v c="$(nproc)" 'BEGIN { printf "%.2f", c * 1e6 / (0.8 * d) - b - s }')
+		printf '%-4s %-3s %9.0f %9.0f (%.2f, %5.2f) %9.0f (%.2f, %5.2f) %9.0f (%.2f, %5.2f)  %s\n' \
+			"$t" "$p" "$direct" "$l" "$lr" "$lc" "$n" "$nr" "$nc" "$r" "$rr" "$rc" "$budget"
 	done
 done
-echo "(requests/s, ratio to direct in brackets; $requests requests, $clients clients, ack policy $policy, one backlog${fsync:+ with its WAL (fsync $fsync)}, no followers)"
+echo "($requests requests, $clients clients, ack policy $policy, one backlog${fsync:+ with its WAL (fsync $fsync)}, no followers)"
 redis-cli -p "$proxy_port" replicar info | grep -E '^(offset|writes_logged|committed):' || true
