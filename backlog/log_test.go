@@ -210,13 +210,20 @@ func TestHistory(t *testing.T) {
 
 var sink []Entry
 
-func BenchmarkAppend100(b *testing.B) {
-	l := NewLog(Options{MaxBytes: 8 << 20})
-	p := bytes.Repeat([]byte("x"), 100)
-	// Fill to steady state: eviction and chunk recycling are running.
+// fullLog is a log of maxBytes filled to its limit with payloads of size
+// bytes, and that payload: appending more evicts and recycles chunks, as in
+// a leader's steady state.
+func fullLog(maxBytes int64, size int) (*Log, []byte) {
+	l := NewLog(Options{MaxBytes: maxBytes})
+	p := bytes.Repeat([]byte("x"), size)
 	for l.Bytes() < l.MaxBytes()-1000 {
 		l.Append(1, p)
 	}
+	return l, p
+}
+
+func BenchmarkAppend100(b *testing.B) {
+	l, p := fullLog(8<<20, 100)
 	b.ReportAllocs()
 	b.SetBytes(100)
 	b.ResetTimer()
@@ -228,11 +235,7 @@ func BenchmarkAppend100(b *testing.B) {
 }
 
 func BenchmarkRead64KiB(b *testing.B) {
-	l := NewLog(Options{MaxBytes: 8 << 20})
-	p := bytes.Repeat([]byte("x"), 100)
-	for l.Bytes() < l.MaxBytes()-1000 {
-		l.Append(1, p)
-	}
+	l, _ := fullLog(8<<20, 100)
 	dst := make([]Entry, 0, 1024)
 	from := l.First()
 	b.ReportAllocs()
@@ -250,11 +253,7 @@ func BenchmarkRead64KiB(b *testing.B) {
 // backlog of small entries retained, as a busy leader holds: the cost every
 // GC cycle of the process pays for the backlog.
 func BenchmarkGCFullBacklog(b *testing.B) {
-	l := NewLog(Options{MaxBytes: 256 << 20})
-	p := bytes.Repeat([]byte("x"), 40)
-	for l.Bytes() < l.MaxBytes()-1000 {
-		l.Append(1, p)
-	}
+	l, _ := fullLog(256<<20, 40)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		runtime.GC()
