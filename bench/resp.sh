@@ -29,13 +29,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 for bin in redis-server redis-benchmark redis-cli; do
 	command -v "$bin" >/dev/null || { echo "bench: $bin missing; run: bash scripts/install-deps.sh" >&2; exit 1; }
 done
-if ! command -v nutcracker >/dev/null; then
-	echo "bench: installing nutcracker (twemproxy) for the reference column" >&2
-	sudo=()
-	if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
-	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update >/dev/null
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y nutcracker >/dev/null
-fi
+bash scripts/install-nutcracker.sh >/dev/null
 make -s build
 go build -o bin/relay ./bench/relay
 
