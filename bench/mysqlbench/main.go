@@ -232,14 +232,14 @@ func measure(ctx context.Context, s setup, workloads []string, sb sbParams, srv 
 			stopWatch = t.watch(ctx)
 		}
 		load := loadAvg()
-		cpu := startCPU(t.procs)
+		cpu := localgroup.StartCPU(t.procs)
 		r, err := sb.run(ctx, w, t.ep)
 		o := outcome{res: r, err: err, load: load}
 		if stopWatch != nil {
 			o.note = stopWatch()
 		}
 		if err == nil {
-			o.cpu = cpu.report(r.cpu, sb.duration)
+			o.cpu = cpuReport(cpu, r.cpu, sb.duration)
 		}
 		out[w] = o
 		if err != nil {

@@ -29,7 +29,7 @@ type target struct {
 	// the leader's mariadbd) first, then the replicas'.
 	copies []endpoint
 	// procs are the setup's processes, whose CPU time each run reports.
-	procs []proc
+	procs []localgroup.Proc
 	// settle waits until every replica has what the primary has, so a run
 	// does not start with the previous one's replication backlog.
 	settle func(ctx context.Context) error
@@ -113,7 +113,7 @@ func startDirect(s *servers) (*target, error) {
 	}
 	return &target{
 		ep:     rootEndpoint(m),
-		procs:  []proc{{"mariadbd", m.PID()}},
+		procs:  []localgroup.Proc{{Name: "mariadbd", PID: m.PID()}},
 		settle: func(context.Context) error { return nil },
 		stop:   m.Stop,
 	}, nil
@@ -196,7 +196,7 @@ func startNative(ctx context.Context, s *servers, semi bool) (*target, error) {
 		if i > 0 {
 			name = "replica" + strconv.Itoa(i)
 		}
-		t.procs = append(t.procs, proc{name, m.PID()})
+		t.procs = append(t.procs, localgroup.Proc{Name: name, PID: m.PID()})
 	}
 	t.settle = func(ctx context.Context) error {
 		pos, err := queryString(ctx, pep, "SELECT @@gtid_binlog_pos")
@@ -264,7 +264,7 @@ func (t *target) throughRelay(bin, dir string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.ep.addr = addr
-	t.procs = append(t.procs, proc{"relay", cmd.Process.Pid})
+	t.procs = append(t.procs, localgroup.Proc{Name: "relay", PID: cmd.Process.Pid})
 	return nil
 }
 
@@ -426,7 +426,7 @@ func startReplicar(ctx context.Context, s *servers, bin string, p policy, profil
 		} else {
 			t.copies = append(t.copies, rootEndpoint(ms[i]))
 		}
-		t.procs = append(t.procs, proc{"replicar " + n.id + " (" + role + ")", n.cmd.Process.Pid}, proc{"mariadbd " + n.id, ms[i].PID()})
+		t.procs = append(t.procs, localgroup.Proc{Name: "replicar " + n.id + " (" + role + ")", PID: n.cmd.Process.Pid}, localgroup.Proc{Name: "mariadbd " + n.id, PID: ms[i].PID()})
 	}
 	t.settle = func(ctx context.Context) error { return waitCaughtUp(ctx, leader, nodes, 5*time.Minute) }
 	t.watch = func(context.Context) func() string {
@@ -678,68 +678,8 @@ func compareCopies(ctx context.Context, copies []endpoint, db string, tables int
 	return fmt.Sprintf("all %d copies equal after the runs (CHECKSUM TABLE of the %d tables)", len(copies), tables)
 }
 
-// proc is a process whose CPU time is reported.
-type proc struct {
-	name string
-	pid  int
-}
-
-// clockTick is USER_HZ, which /proc/<pid>/stat counts in; 100 on every
-// Linux architecture Go supports.
-const clockTick = 100
-
-// cpuSeconds is the user and system CPU time a process has used so far.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name, field 2, may hold spaces; the fields after its
-	// closing parenthesis start with field 3.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, errors.New("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("malformed stat")
-	}
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("malformed stat")
-	}
-	return (utime + stime) / clockTick, nil
-}
-
-// cpuMeter measures the CPU time of procs between its start and report.
-type cpuMeter struct {
-	procs []proc
-	start []float64
-}
-
-func startCPU(procs []proc) *cpuMeter {
-	m := &cpuMeter{procs: procs}
-	for _, p := range procs {
-		s, _ := cpuSeconds(p.pid)
-		m.start = append(m.start, s)
-	}
-	return m
-}
-
-// report lists each process's CPU seconds since the start, sysbench's too.
-func (m *cpuMeter) report(sysbench float64, d time.Duration) string {
-	parts := []string{}
-	total := sysbench
-	for i, p := range m.procs {
-		s, err := cpuSeconds(p.pid)
-		if err != nil {
-			parts = append(parts, p.name+" ?")
-			continue
-		}
-		total += s - m.start[i]
-		parts = append(parts, fmt.Sprintf("%s %.1f", p.name, s-m.start[i]))
-	}
-	parts = append(parts, fmt.Sprintf("sysbench %.1f", sysbench))
-	return fmt.Sprintf("CPU s in %v: %s; total %.1f", d, strings.Join(parts, ", "), total)
+// cpuReport lists each process's CPU seconds during a run, sysbench's too.
+func cpuReport(m *localgroup.CPUMeter, sysbench float64, d time.Duration) string {
+	procs, total := m.Report(1)
+	return fmt.Sprintf("CPU s in %v: %s, sysbench %.1f; total %.1f", d, procs, sysbench, total+sysbench)
 }

@@ -67,36 +67,53 @@ func main() {
 	check(err)
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 	defer cleanup()
+	// pids has the process of every server started, by address, for the
+	// CPU each setup's processes use during its run.
+	pids := map[string]int{}
 	startRedis := func(args ...string) string {
 		r, err := localgroup.StartRedis(filepath.Join(dir, strconv.Itoa(len(cleanups))), args...)
 		check(err)
 		cleanups = append(cleanups, r.Stop)
+		pids[r.Addr] = r.PID()
 		return r.Addr
 	}
-	measure := func(addr string, wait bool) result { return loadProcess(addr, *clients, *duration, wait) }
+	measure := func(addr string, wait bool, procs []localgroup.Proc) result {
+		meter := localgroup.StartCPU(procs)
+		r := loadProcess(addr, *clients, *duration, wait)
+		ops := r.Ops * duration.Seconds()
+		servers, total := meter.Report(1e6 / ops)
+		clientsUS := r.loadCPU * 1e6 / ops
+		r.cpu = fmt.Sprintf("CPU µs per op: clients %.1f, %s; total %.1f", clientsUS, servers, total+clientsUS)
+		return r
+	}
+	redisProc := func(name, addr string) localgroup.Proc { return localgroup.Proc{Name: name, PID: pids[addr]} }
 
 	fmt.Printf("SET, %d clients, %v per run, 16-byte values\n\n", *clients, *duration)
 	fmt.Printf("%-46s %10s %10s %10s %7s\n", "setup", "ops/s", "p50", "p99", "ratio")
-	direct := measure(startRedis(), false)
+	directAddr := startRedis()
+	direct := measure(directAddr, false, []localgroup.Proc{redisProc("redis", directAddr)})
 	report("direct redis-server", direct, direct)
 
 	primary := startRedis()
 	primaryStop := cleanups[len(cleanups)-1]
 	var replicaStops []func()
-	for range 2 {
+	nativeProcs := []localgroup.Proc{redisProc("primary", primary)}
+	for i := range 2 {
 		host, port, _ := net.SplitHostPort(primary)
-		startRedis("--replicaof", host, port)
+		replica := startRedis("--replicaof", host, port)
 		replicaStops = append(replicaStops, cleanups[len(cleanups)-1])
+		nativeProcs = append(nativeProcs, redisProc("replica"+strconv.Itoa(i+1), replica))
 	}
 	waitReplicas(primary, 2)
-	native := measure(primary, false)
+	native := measure(primary, false, nativeProcs)
 	report("native replication (async)", native, direct)
-	nativeWait := measure(primary, true)
+	nativeWait := measure(primary, true, nativeProcs)
 	report("native SET + WAIT 1", nativeWait, direct)
 	if *relayBin != "" {
-		relayed := startRelay(*relayBin, primary, dir)
-		report("native async through bench/relay", measure(relayed, false), native)
-		report("native WAIT 1 through bench/relay", measure(relayed, true), nativeWait)
+		relayed, relayPID := startRelay(*relayBin, primary, dir)
+		relayedProcs := append([]localgroup.Proc{{Name: "relay", PID: relayPID}}, nativeProcs...)
+		report("native async through bench/relay", measure(relayed, false, relayedProcs), native)
+		report("native WAIT 1 through bench/relay", measure(relayed, true, relayedProcs), nativeWait)
 	}
 	// The native group is done with: its three servers would only take
 	// memory and wake-ups from the runs that follow.
@@ -110,7 +127,12 @@ func main() {
 		{"all(min_insync=3)", "all", "", "3"},
 	} {
 		g := startGroup(bin, filepath.Join(dir, "group-"+p.policy), p.policy, p.acks, p.minInsync, *nodeProcs, *profileDir, startRedis)
-		r := measure(g.leader, false)
+		var procs []localgroup.Proc
+		for i, cmd := range g.procs {
+			node := "n" + strconv.Itoa(i+1)
+			procs = append(procs, localgroup.Proc{Name: "replicar " + node, PID: cmd.Process.Pid}, redisProc("redis "+node, g.backends[i]))
+		}
+		r := measure(g.leader, false, procs)
 		base, vs := native, "vs native async"
 		if p.policy != "leader" {
 			base, vs = nativeWait, "vs native WAIT 1"
@@ -120,8 +142,9 @@ func main() {
 	}
 }
 
-// startRelay runs bench/relay in front of backend and returns its address.
-func startRelay(bin, backend, dir string) string {
+// startRelay runs bench/relay in front of backend and returns its address
+// and process id.
+func startRelay(bin, backend, dir string) (string, int) {
 	addr := freeAddr()
 	logf, err := os.Create(filepath.Join(dir, "relay.log"))
 	check(err)
@@ -135,7 +158,7 @@ func startRelay(bin, backend, dir string) string {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return addr
+			return addr, cmd.Process.Pid
 		}
 		if time.Now().After(deadline) {
 			fail("relay did not listen on %s: %v", addr, err)
@@ -148,6 +171,8 @@ func startRelay(bin, backend, dir string) string {
 type group struct {
 	leader string
 	procs  []*exec.Cmd
+	// backends are the nodes' redis-server addresses, in node order.
+	backends []string
 }
 
 // startGroup starts three replicar nodes, each in front of a fresh
@@ -160,10 +185,12 @@ func startGroup(bin, dir, policy, acks, minInsync string, procs int, profileDir 
 	var https, clients []string
 	for i := range 3 {
 		node := "n" + strconv.Itoa(i+1)
+		backend := startRedis()
+		g.backends = append(g.backends, backend)
 		env := append(os.Environ(),
 			"REPLICAR_NODE_ID="+node,
 			"REPLICAR_GROUP=bench",
-			"REPLICAR_BACKEND="+startRedis(),
+			"REPLICAR_BACKEND="+backend,
 			"REPLICAR_LISTEN="+freeAddr(),
 			"REPLICAR_REPL_LISTEN="+freeAddr(),
 			"REPLICAR_HTTP_LISTEN="+freeAddr(),
@@ -287,6 +314,11 @@ type result struct {
 	Ops float64       `json:"ops"`
 	P50 time.Duration `json:"p50"`
 	P99 time.Duration `json:"p99"`
+
+	// loadCPU is the CPU seconds the clients' process used, and cpu the
+	// line that says where the run's CPU went.
+	loadCPU float64
+	cpu     string
 }
 
 // loadProcess runs the clients in a process of their own and returns what
@@ -304,6 +336,7 @@ func loadProcess(addr string, n int, d time.Duration, wait bool) result {
 	}
 	var r result
 	check(json.Unmarshal(out.Bytes(), &r))
+	r.loadCPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	return r
 }
 
@@ -352,6 +385,9 @@ func runLoad(addr string, n int, d time.Duration, wait bool) result {
 
 func report(name string, r, base result) {
 	fmt.Printf("%-46s %10.0f %10v %10v %7.2f\n", name, r.Ops, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Ops/base.Ops)
+	if r.cpu != "" {
+		fmt.Printf("    %s\n", r.cpu)
+	}
 }
 
 func waitReplicas(primary string, n int) {

@@ -72,3 +72,6 @@ func FreePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// PID is the server's process id.
+func (r *Redis) PID() int { return r.cmd.Process.Pid }
