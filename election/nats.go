@@ -576,6 +576,14 @@ func (e *NATSElector) forget(l *natsLease) {
 }
 
 // WatchLeader watches the leader key; see Elector.
+//
+// A watch can go quiet without ending: its consumer lives on one NATS
+// server, and when that server goes away the client may take many seconds
+// to notice. A live leader renews every TTL/4 and each renewal reaches the
+// watch, so after staleWatchAfter with nothing the key is read directly
+// from the stream; if it moved on, that is sent, and the key is watched
+// afresh. A dead leader's expiry therefore reaches its followers even when
+// the watch does not.
 func (e *NATSElector) WatchLeader(ctx context.Context) (<-chan LeaderInfo, error) {
 	if err := e.checkOpen(); err != nil {
 		return nil, fmt.Errorf("watch leader: %w", err)
@@ -594,6 +602,8 @@ func (e *NATSElector) WatchLeader(ctx context.Context) (<-chan LeaderInfo, error
 			pending  bool // last is not yet sent
 			initDone bool
 		)
+		quiet := time.NewTimer(staleWatchAfter(e.opts.TTL))
+		defer quiet.Stop()
 		for {
 			var send chan<- LeaderInfo
 			if pending && initDone {
@@ -604,10 +614,38 @@ func (e *NATSElector) WatchLeader(ctx context.Context) (<-chan LeaderInfo, error
 				return
 			case send <- last:
 				pending, sent = false, true
+			case <-quiet.C:
+				quiet.Reset(staleWatchAfter(e.opts.TTL))
+				if !initDone {
+					continue
+				}
+				li, err := e.readLeader(ctx)
+				if err != nil {
+					// The stream is unreachable too: nothing to learn.
+					continue
+				}
+				changed := !sameHolder(li, last)
+				if !changed && (li.Revision == last.Revision || !li.Held()) {
+					// Nothing the watch missed: the same lease, or still
+					// no lease (a removal marker may age out).
+					continue
+				}
+				// A new holder, or renewals the watch never showed.
+				e.log.Warn().Uint64("watched_revision", last.Revision).Uint64("stored_revision", li.Revision).
+					Str("holder", li.Node).Msg("watch leader: the watch missed a change; watching afresh")
+				last = li
+				if changed {
+					pending = true
+				}
+				if nw, err := e.kv.Watch(ctx, leaderKey); err == nil {
+					_ = w.Stop()
+					w = nw
+				}
 			case entry, ok := <-w.Updates():
 				if !ok {
 					return
 				}
+				quiet.Reset(staleWatchAfter(e.opts.TTL))
 				if entry == nil {
 					initDone = true
 					if !sent && !pending {
@@ -635,6 +673,24 @@ func (e *NATSElector) WatchLeader(ctx context.Context) (<-chan LeaderInfo, error
 		}
 	}()
 	return out, nil
+}
+
+// staleWatchAfter is how long a leader watch may stay quiet before the key
+// is read directly: twice the lease TTL, eight missed renewals.
+func staleWatchAfter(ttl time.Duration) time.Duration { return 2 * ttl }
+
+// readLeader reads the leader key from the stream itself, as the watch
+// would report it: the holder, or no holder at the revision that removed
+// it (zero when the key was never written or has aged out unmarked).
+func (e *NATSElector) readLeader(ctx context.Context) (LeaderInfo, error) {
+	m, err := e.lastMsg(ctx, leaderKey)
+	if err != nil || m == nil {
+		return LeaderInfo{}, err
+	}
+	if msgOp(m.Header) == jetstream.KeyValuePut {
+		return decodeLeader(m.Data, m.Sequence, m.Time)
+	}
+	return LeaderInfo{Revision: m.Sequence, Stored: m.Time}, nil
 }
 
 // sameHolder reports whether two observations are the same leadership (or

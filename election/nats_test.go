@@ -84,6 +84,7 @@ func TestNATS(t *testing.T) {
 					{"Members", testMembers},
 					{"ISR", testISR},
 					{"WatchLeader", testWatchLeader},
+					{"WatchLeaderConsumerLost", testWatchLeaderConsumerLost},
 					{"BucketTTLMismatch", testBucketTTLMismatch},
 				}
 				// Run from goroutines rather than with t.Parallel: the
@@ -745,6 +746,57 @@ func testWatchLeader(t *testing.T, b backend) {
 	if li := next(t, watch, 5*time.Second); li.Held() {
 		t.Fatalf("watch after release: %+v", li)
 	}
+}
+
+// testWatchLeaderConsumerLost takes away the server-side consumer behind a
+// leader watch, as losing the NATS server it lived on does. The lease's
+// expiry must still reach the watch, from the direct read that a quiet
+// watch falls back to, well before the client would notice the loss on its
+// own.
+func testWatchLeaderConsumerLost(t *testing.T, b backend) {
+	grp := group(t)
+	a, c := newElector(t, b, grp), newElector(t, b, grp)
+	la, err := a.Campaign(ctxT(t, 5*time.Second), info("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := c.WatchLeader(ctxT(t, 60*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if li := next(t, watch, 5*time.Second); li.Node != "a" {
+		t.Fatalf("watch: %+v", li)
+	}
+	nc, err := nats.Connect(b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctxT(t, 5*time.Second), "KV_"+election.BucketName(grp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := stream.ConsumerNames(ctxT(t, 5*time.Second))
+	deleted := 0
+	for name := range names.Name() {
+		if err := stream.DeleteConsumer(ctxT(t, 5*time.Second), name); err != nil {
+			t.Fatalf("delete consumer %s: %v", name, err)
+		}
+		deleted++
+	}
+	if deleted == 0 {
+		t.Fatal("no consumer behind the watches")
+	}
+	election.PauseRenewals(la)
+	start := time.Now()
+	if li := next(t, watch, 4*ttl); li.Held() {
+		t.Fatalf("watch after expiry: %+v", li)
+	}
+	t.Logf("expiry seen %s after the renewals stopped, %d consumers deleted", time.Since(start).Round(time.Millisecond), deleted)
 }
 
 func testBucketTTLMismatch(t *testing.T, b backend) {
