@@ -185,8 +185,8 @@ func newElectorURL(t *testing.T, b backend, url, grp string, lease time.Duration
 	return e
 }
 
-// bucket opens the group's bucket on a connection of its own.
-func bucket(t *testing.T, b backend, grp string) jetstream.KeyValue {
+// jetStream is a JetStream client on a connection of its own.
+func jetStream(t *testing.T, b backend) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(b.url)
 	if err != nil {
@@ -197,7 +197,13 @@ func bucket(t *testing.T, b backend, grp string) jetstream.KeyValue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(ctxT(t, 10*time.Second), election.BucketName(grp))
+	return js
+}
+
+// bucket opens the group's bucket on a connection of its own.
+func bucket(t *testing.T, b backend, grp string) jetstream.KeyValue {
+	t.Helper()
+	kv, err := jetStream(t, b).KeyValue(ctxT(t, 10*time.Second), election.BucketName(grp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,20 +385,28 @@ func testRenewalKeepsLease(t *testing.T, b backend) {
 	}
 }
 
-func testPausedLeaderExpires(t *testing.T, b backend) {
+// watchedLeader has node a of the test's group take the lease and node c
+// watch it, and returns a's lease, c, and c's watch past its first report.
+func watchedLeader(t *testing.T, b backend) (election.Leadership, *election.NATSElector, <-chan election.LeaderInfo) {
+	t.Helper()
 	grp := group(t)
 	a, c := newElector(t, b, grp), newElector(t, b, grp)
 	la, err := a.Campaign(ctxT(t, 5*time.Second), info("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	watch, err := c.WatchLeader(ctxT(t, 30*time.Second))
+	watch, err := c.WatchLeader(ctxT(t, 60*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if li := next(t, watch, 5*time.Second); li.Node != "a" {
 		t.Fatalf("watch: %+v, want a", li)
 	}
+	return la, c, watch
+}
+
+func testPausedLeaderExpires(t *testing.T, b backend) {
+	la, c, watch := watchedLeader(t, b)
 	time.Sleep(ttl / 2) // let a renewal or two land
 
 	election.PauseRenewals(la)
@@ -449,7 +463,7 @@ func testPausedLeaderExpires(t *testing.T, b backend) {
 	if gone := next(t, watch, 2*ttl); gone.Held() {
 		t.Fatalf("watch: %+v, want the key gone", gone)
 	}
-	d := newElector(t, b, grp)
+	d := newElector(t, b, group(t))
 	ld, before, after := campaignUntil(t, d, info("d"), 2*ttl)
 	if sa := ld.ServeAt(); sa.Before(before.Add(ttl)) || sa.After(after.Add(ttl)) {
 		t.Fatalf("serve at %s, want campaign time + %s (%s…%s)", sa, ttl, before.Add(ttl), after.Add(ttl))
@@ -754,29 +768,8 @@ func testWatchLeader(t *testing.T, b backend) {
 // watch falls back to, well before the client would notice the loss on its
 // own.
 func testWatchLeaderConsumerLost(t *testing.T, b backend) {
-	grp := group(t)
-	a, c := newElector(t, b, grp), newElector(t, b, grp)
-	la, err := a.Campaign(ctxT(t, 5*time.Second), info("a"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	watch, err := c.WatchLeader(ctxT(t, 60*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if li := next(t, watch, 5*time.Second); li.Node != "a" {
-		t.Fatalf("watch: %+v", li)
-	}
-	nc, err := nats.Connect(b.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctxT(t, 5*time.Second), "KV_"+election.BucketName(grp))
+	la, _, watch := watchedLeader(t, b)
+	stream, err := jetStream(t, b).Stream(ctxT(t, 5*time.Second), "KV_"+election.BucketName(group(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
