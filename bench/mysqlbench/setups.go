@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -227,44 +226,18 @@ func startNative(ctx context.Context, s *servers, semi bool) (*target, error) {
 // throughRelay starts bench/relay in front of the target's client endpoint
 // and points the target there; the relay's CPU is reported with the rest.
 func (t *target) throughRelay(bin, dir string) error {
-	addr, err := freeAddr()
+	relay, err := localgroup.StartRelay(bin, t.ep.addr, dir)
 	if err != nil {
-		return err
-	}
-	logf, err := os.Create(filepath.Join(dir, "relay-"+addr+".log"))
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(bin, addr, t.ep.addr)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
 		t.stop()
-		return fmt.Errorf("relay: %w", err)
+		return err
 	}
 	stopNative := t.stop
 	t.stop = func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
+		relay.Stop()
 		stopNative()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.stop()
-			return fmt.Errorf("relay did not listen on %s: %w", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.ep.addr = addr
-	t.procs = append(t.procs, localgroup.Proc{Name: "relay", PID: cmd.Process.Pid})
+	t.ep.addr = relay.Addr
+	t.procs = append(t.procs, localgroup.Proc{Name: "relay", PID: relay.PID()})
 	return nil
 }
 

@@ -110,10 +110,12 @@ func main() {
 	nativeWait := measure(primary, true, nativeProcs)
 	report("native SET + WAIT 1", nativeWait, direct)
 	if *relayBin != "" {
-		relayed, relayPID := startRelay(*relayBin, primary, dir)
-		relayedProcs := append([]localgroup.Proc{{Name: "relay", PID: relayPID}}, nativeProcs...)
-		report("native async through bench/relay", measure(relayed, false, relayedProcs), native)
-		report("native WAIT 1 through bench/relay", measure(relayed, true, relayedProcs), nativeWait)
+		relay, err := localgroup.StartRelay(*relayBin, primary, dir)
+		check(err)
+		cleanups = append(cleanups, relay.Stop)
+		relayedProcs := append([]localgroup.Proc{{Name: "relay", PID: relay.PID()}}, nativeProcs...)
+		report("native async through bench/relay", measure(relay.Addr, false, relayedProcs), native)
+		report("native WAIT 1 through bench/relay", measure(relay.Addr, true, relayedProcs), nativeWait)
 	}
 	// The native group is done with: its three servers would only take
 	// memory and wake-ups from the runs that follow.
@@ -139,31 +141,6 @@ func main() {
 		}
 		report(fmt.Sprintf("replicar %s (%s)", p.name, vs), r, base)
 		g.stop()
-	}
-}
-
-// startRelay runs bench/relay in front of backend and returns its address
-// and process id.
-func startRelay(bin, backend, dir string) (string, int) {
-	addr := freeAddr()
-	logf, err := os.Create(filepath.Join(dir, "relay.log"))
-	check(err)
-	cmd := exec.Command(bin, addr, backend)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	check(cmd.Start())
-	cleanups = append(cleanups, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr, cmd.Process.Pid
-		}
-		if time.Now().After(deadline) {
-			fail("relay did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -75,3 +75,55 @@ func FreePort() (int, error) {
 
 // PID is the server's process id.
 func (r *Redis) PID() int { return r.cmd.Process.Pid }
+
+// Relay is a running bench/relay process.
+type Relay struct {
+	Addr string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+// StartRelay runs the bench/relay binary bin on a free loopback port in
+// front of backend, logging to a file in dir, and waits until it listens.
+func StartRelay(bin, backend, dir string) (*Relay, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logf, err := os.Create(filepath.Join(dir, "relay-"+strconv.Itoa(port)+".log"))
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	cmd := exec.Command(bin, addr, backend)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r := &Relay{Addr: addr, cmd: cmd, log: logf}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return r, nil
+		}
+		if time.Now().After(deadline) {
+			r.Stop()
+			return nil, fmt.Errorf("relay did not listen on %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// PID is the relay's process id.
+func (r *Relay) PID() int { return r.cmd.Process.Pid }
+
+// Stop kills the relay and waits for it.
+func (r *Relay) Stop() {
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.log.Close()
+}
