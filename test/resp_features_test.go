@@ -985,3 +985,50 @@ func TestRESPScriptKillFromAnotherDB(t *testing.T) {
 		t.Fatalf("PING after the kill: %q %v", v, err)
 	}
 }
+
+// A read served on the leader is held until everything it could have seen
+// commits (READ_POLICY=leader). When the node loses the lead while the
+// reply waits, the reply must still be fenced: it may show a write the
+// next leader never gets. The verification suite caught this once: a
+// leader paused mid-read woke up, stepped down, and then released a read
+// of a write that was never committed.
+func TestRESPReadFencedAcrossStepDown(t *testing.T) {
+	backend := startRedis(t)
+	// Two followers in the ISR that never acknowledge: writes execute on
+	// the primary but never commit under quorum.
+	n := startRESPNode(t, backend.Addr, withPolicy(ackpolicy.QuorumAcks()), withGroupSize(3), withAckTimeout(3*time.Second))
+	n.Log.UpdateFollowers(ackpolicy.State{GroupSize: 3, Followers: []ackpolicy.Follower{
+		{ID: "n2", InSync: true}, {ID: "n3", InSync: true},
+	}})
+	c := n.client(t, 0)
+	ctx := context.Background()
+
+	// The write's reply waits for its commit; the read after it on the
+	// same connection sees the write and waits behind it.
+	pipe := c.Pipeline()
+	set := pipe.Set(ctx, "fence:k", "dirty", 0)
+	get := pipe.Get(ctx, "fence:k")
+	done := make(chan error, 1)
+	go func() {
+		_, err := pipe.Exec(ctx)
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	// The node steps down, as an elected leader does when its lease ends.
+	n.Log.BecomeFollower()
+	n.Srv.SetRoute(resp.Route{Mode: resp.RouteNone})
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("pipeline not answered")
+	}
+	if set.Err() == nil || !strings.Contains(set.Err().Error(), "UNCOMMITTED") {
+		t.Fatalf("SET: %v, want UNCOMMITTED", set.Err())
+	}
+	if get.Err() == nil {
+		t.Fatalf("GET returned %q, a write never committed, after the node stepped down", get.Val())
+	}
+	if !strings.Contains(get.Err().Error(), "TRYAGAIN") {
+		t.Fatalf("GET: %v, want TRYAGAIN", get.Err())
+	}
+}

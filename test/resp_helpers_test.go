@@ -26,6 +26,7 @@ type respNode struct {
 	Addr string
 	Node *proxy.RedisNode
 	Srv  *resp.Server
+	Log  *proxy.ReplLog
 }
 
 type nodeOption func(*resp.Config, *proxy.ReplLogOptions)
@@ -36,6 +37,14 @@ func withPassword(p string) nodeOption {
 
 func withPolicy(p ackpolicy.Policy) nodeOption {
 	return func(_ *resp.Config, o *proxy.ReplLogOptions) { o.Policy = p }
+}
+
+func withGroupSize(n int) nodeOption {
+	return func(_ *resp.Config, o *proxy.ReplLogOptions) { o.GroupSize = n }
+}
+
+func withAckTimeout(d time.Duration) nodeOption {
+	return func(_ *resp.Config, o *proxy.ReplLogOptions) { o.AckTimeout = d }
 }
 
 func withLimits(l resp.Limits) nodeOption {
@@ -70,7 +79,7 @@ func startRESPNode(t *testing.T, backend string, opts ...nodeOption) *respNode {
 		}
 		rl.Close()
 	})
-	n := &respNode{Addr: srv.Addr().String(), Node: node, Srv: srv}
+	n := &respNode{Addr: srv.Addr().String(), Node: node, Srv: srv, Log: rl}
 	// Wait until the writer has the command table.
 	c := n.client(t, 0)
 	deadline := time.Now().Add(10 * time.Second)

@@ -285,8 +285,12 @@ func (l *lane) exchange(br *bufio.Reader, bw *bufio.Writer, jobs []*job, peer st
 				return err
 			}
 		}
-		if l.fwd == nil && hasReads(j) {
-			// Any write sent so far may be visible to these reads.
+		if l.fwd == nil && hasReads(j) && l.srv.readFencing() {
+			// Any write sent so far may be visible to these reads. The
+			// decision is taken now, when the reads ran: a node that
+			// stops leading before the reply is written must still
+			// fence it (and then refuses it).
+			j.fenced = true
 			j.readFence = l.srv.wseq.sent.Load()
 		}
 		if !l.ordered {

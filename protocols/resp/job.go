@@ -78,6 +78,10 @@ type job struct {
 	// sent count when the job's read replies arrived (readfence.go).
 	sentWrites uint64
 	readFence  uint64
+	// fenced says the job's reads ran on this node's primary while it led
+	// with READ_POLICY=leader: their replies wait for fenceRead, whatever
+	// the node's role when they are written.
+	fenced bool
 	// writes counts the client writes in the job that the server's
 	// writesInFlight holds, until the writer answers them.
 	writes int64

@@ -174,9 +174,9 @@ func (s *session) flushReplies(all bool) {
 			if err := s.srv.core.WaitCommitted(s.ctx, j.maxOffset); err != nil {
 				s.uncommitted(j, err)
 			}
-		} else if j.readFence > 0 && s.srv.readFencing() {
+		} else if j.fenced {
 			if err := s.srv.fenceRead(s.ctx, j); err != nil {
-				j.fail(0, "TRYAGAIN the read would show writes not committed under the ack policy ("+err.Error()+")", false)
+				j.fail(0, readNotCommittedMessage(err), false)
 			}
 		}
 		s.wmu.Lock()
@@ -208,7 +208,8 @@ func (s *session) flushReplies(all bool) {
 }
 
 // uncommitted rewrites the replies of a job's logged writes after the ack
-// policy gave up on them.
+// policy gave up on them, and those of its fenced reads: a read in the job
+// may show one of those writes.
 func (s *session) uncommitted(j *job, err error) {
 	if s.srv.cfg.AckTimeoutDegrade && errors.Is(err, ackpolicy.ErrAckTimeout) {
 		s.srv.log.Warn().Uint64("offset", j.maxOffset).Err(err).Msg("write acknowledged without meeting the ack policy (degrade mode)")
@@ -221,9 +222,12 @@ func (s *session) uncommitted(j *job, err error) {
 	for i := range j.steps {
 		st := &j.steps[i]
 		out = append(out, j.out[prev:st.replyStart]...)
-		if st.offset > 0 {
+		switch {
+		case st.offset > 0:
 			out = appendError(out, msg)
-		} else {
+		case j.fenced && st.kind == stepRead && !st.anyDB && st.aside == nil:
+			out = appendError(out, readNotCommittedMessage(err))
+		default:
 			out = append(out, j.out[st.replyStart:st.replyEnd]...)
 		}
 		prev = st.replyEnd
@@ -241,6 +245,10 @@ func errorMessage(err error) string {
 		return "TRYAGAIN no leader can take this write now; it was not executed. " + detail(err)
 	}
 	return "ERR " + err.Error()
+}
+
+func readNotCommittedMessage(err error) string {
+	return "TRYAGAIN the read would show writes not committed under the ack policy (" + err.Error() + ")"
 }
 
 func uncommittedMessage(err error) string {
