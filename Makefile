@@ -84,10 +84,17 @@ clean:
 
 # Leader SIGKILL → writes back, over KILLS kills (default 20), through a
 # router: p50 and max write unavailability, and no acknowledged write lost.
+# TTL defaults to REPLICAR_LEASE_TTL's own default. The test's output is
+# kept whole in a file so the exit status is the test's, not grep's, and a
+# failure's reason is printed with the kills.
 KILLS ?= 20
-TTL   ?= 1s
+TTL   ?= 3s
 failover-bench: build
-	REPLICAR_FAILOVER_KILLS=$(KILLS) REPLICAR_FAILOVER_TTL=$(TTL) $(GO) test -count=1 -v -timeout 30m -run '^TestFailoverUnavailability$$' ./test/ | grep -E 'kill [0-9]+|unavailability|^(--- |ok|FAIL)'
+	@out=$$(mktemp); status=0; \
+	REPLICAR_FAILOVER_KILLS=$(KILLS) REPLICAR_FAILOVER_TTL=$(TTL) $(GO) test -count=1 -v -timeout 30m -run '^TestFailoverUnavailability$$' ./test/ >$$out 2>&1 || status=$$?; \
+	grep -E 'failover_test\.go:[0-9]+:|^(--- |ok|FAIL|panic)' $$out; \
+	[ $$status -eq 0 ] || echo "failover-bench failed (exit $$status); the whole output is in $$out"; \
+	[ $$status -ne 0 ] || rm -f $$out; exit $$status
 
 # The fault-injection verification suite (test/verify) for DURATION per ack
 # policy (all with MIN_INSYNC=2, quorum, leader): kills, pauses and

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/replicar/replicar/election"
 )
 
 // EnvPrefix starts the name of every variable in the contract. Config's env
@@ -30,9 +32,10 @@ const (
 	// group this large, so a bigger number is taken for a typo.
 	MaxGroupSize = 64
 
-	// MinLeaseTTL is the shortest lease. Renewal runs every TTL/4, and below
-	// ~125ms a NATS round trip or a GC pause would cost the lease.
-	MinLeaseTTL = 500 * time.Millisecond
+	// MinLeaseTTL is the shortest lease: the election's own minimum, since
+	// the server's expiry markers live whole seconds. A shorter value used
+	// to pass here and then fail when the node started its election.
+	MinLeaseTTL = election.MinTTL
 
 	// MinBacklogBytes is the smallest backlog. Redis's repl-backlog-size
 	// floor is 16kb; anything this small forces a full resync on every hiccup.
@@ -178,7 +181,7 @@ type Config struct {
 	ReadPolicy     ReadPolicy     `env:"READ_POLICY" default:"leader" desc:"Where reads go: leader (the primary, fenced like writes), local (this node's store, possibly stale) or bounded (local while lag is within MAX_READ_LAG, else the leader)."`
 	MaxReadLag     time.Duration  `env:"MAX_READ_LAG" desc:"Staleness bound of READ_POLICY=bounded, which requires it."`
 
-	LeaseTTL        time.Duration `env:"LEASE_TTL" default:"3s" desc:"Leader lease lifetime, at least 500ms. The leader renews it every TTL/4 and fences itself once it may have expired; a failover takes about one TTL."`
+	LeaseTTL        time.Duration `env:"LEASE_TTL" default:"3s" desc:"Leader lease lifetime, at least 1s. The leader renews it every TTL/4 and fences itself once it may have expired; a failover takes about one TTL."`
 	FailoverWait    time.Duration `env:"FAILOVER_WAIT" default:"5s" desc:"How long a write waits for a leader during an election before it fails with the retryable TRYAGAIN. 0 fails at once."`
 	UncleanElection bool          `env:"UNCLEAN_ELECTION" default:"false" desc:"Let a node outside the ISR become leader when no ISR member can. Trades acknowledged writes for availability."`
 

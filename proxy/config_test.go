@@ -302,8 +302,9 @@ func TestValidate(t *testing.T) {
 		// durations
 		{"ack timeout zero", func(c *Config) { c.AckTimeout = 0 }, `REPLICAR_ACK_TIMEOUT="0s": want a duration > 0 such as 500ms, 5s or 1m`},
 		{"max lag negative", func(c *Config) { c.MaxLag = -time.Second }, `REPLICAR_MAX_LAG="-1s": want a duration > 0 such as 500ms, 5s or 1m`},
-		{"lease too short", func(c *Config) { c.LeaseTTL = 100 * time.Millisecond }, `REPLICAR_LEASE_TTL="100ms": want a duration ≥ 500ms`},
+		{"lease too short", func(c *Config) { c.LeaseTTL = 100 * time.Millisecond }, `REPLICAR_LEASE_TTL="100ms": want a duration ≥ 1s`},
 		{"lease minimum ok", func(c *Config) { c.LeaseTTL = MinLeaseTTL }, ""},
+		{"lease below the election's minimum", func(c *Config) { c.LeaseTTL = 999 * time.Millisecond }, `REPLICAR_LEASE_TTL="999ms": want a duration ≥ 1s`},
 		{"failover wait zero ok", func(c *Config) { c.FailoverWait = 0 }, ""},
 		{"failover wait negative", func(c *Config) { c.FailoverWait = -time.Second }, `REPLICAR_FAILOVER_WAIT="-1s": want a duration ≥ 0 such as 5s`},
 		{"bounded without lag", func(c *Config) { c.ReadPolicy = ReadBounded },
@@ -372,7 +373,7 @@ func TestValidateOneLinePerVariable(t *testing.T) {
 	lines := strings.Split(err.Error(), "\n")
 	want := []string{
 		`REPLICAR_ACK_POLICY="most": want one of none, leader, one, quorum, all`,
-		`REPLICAR_LEASE_TTL="1ms": want a duration ≥ 500ms`,
+		`REPLICAR_LEASE_TTL="1ms": want a duration ≥ 1s`,
 		`REPLICAR_FSYNC="sometimes": want one of always, everysec, no`,
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {

@@ -221,6 +221,98 @@ func TestPausedLeaderIsFenced(t *testing.T) {
 	}
 }
 
+// A leader paused with writes waiting for their follower acks must not
+// acknowledge them when it wakes past its deadline, even though the acks
+// are by then in its socket buffer and would commit them. The followers
+// are paused first, so every write of the leader's clients is admitted and
+// waiting when the leader stops; they wake, ack what they hold, and elect
+// one of themselves while the leader sleeps.
+func TestPausedLeaderAcksNothingAfterDeadline(t *testing.T) {
+	g := startProcGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2",
+		"REPLICAR_ACK_TIMEOUT": "30s", "REPLICAR_MAX_LAG": "10s"})
+	leader := g.waitLeader(t, 20*time.Second)
+	followers := []int{(leader + 1) % 3, (leader + 2) % 3}
+
+	type write struct {
+		key               string
+		invoked, returned time.Time
+		err               error
+	}
+	var (
+		mu     sync.Mutex
+		writes []write
+		stop   atomic.Bool
+		wg     sync.WaitGroup
+	)
+	ctx := context.Background()
+	for k := range 4 {
+		c := g.client(t, leader)
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				key := fmt.Sprintf("pf:%d:%d", k, i)
+				w := write{key: key, invoked: time.Now()}
+				w.err = c.Set(ctx, key, "v", 0).Err()
+				w.returned = time.Now()
+				mu.Lock()
+				writes = append(writes, w)
+				mu.Unlock()
+				if w.err != nil {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, f := range followers {
+		if err := g.nodes[f].Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // every leader client now waits on a write
+	if err := g.nodes[leader].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	for _, f := range followers {
+		if err := g.nodes[f].Cont(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newLeader := g.waitLeaderAmong(t, followers, 20*time.Second, "no follower took over from the paused leader")
+	time.Sleep(time.Second) // one LEASE_TTL more: the old deadline is well past
+	if err := g.nodes[leader].Cont(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	time.Sleep(2 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+	g.timeline(t)
+
+	held, acked := 0, 0
+	for _, w := range writes {
+		if !w.invoked.Before(paused) || w.returned.Before(resumed) {
+			continue
+		}
+		held++
+		if w.err == nil {
+			acked++
+			t.Errorf("%s was sent %v before the pause and acknowledged %v after the resume, past the leader's deadline",
+				w.key, paused.Sub(w.invoked).Round(time.Millisecond), w.returned.Sub(resumed).Round(time.Millisecond))
+		}
+	}
+	t.Logf("%d writes were waiting when the leader paused for %v; %d acknowledged after it woke; new leader %s",
+		held, resumed.Sub(paused).Round(time.Millisecond), acked, g.nodes[newLeader].Node)
+	if held == 0 {
+		t.Fatal("no write was waiting on the leader when it paused: the test did not exercise the fence")
+	}
+	if st, _ := g.status(leader); st.Role != "follower" {
+		t.Fatalf("the resumed leader is %q, want follower", st.Role)
+	}
+	newLeader = g.waitLeader(t, 20*time.Second)
+	g.sameData(t, newLeader)
+}
+
 // A leader whose backend dies steps down and the group fails over; the
 // store comes back empty and is rebuilt.
 func TestLeaderBackendDeath(t *testing.T) {

@@ -158,7 +158,7 @@ func TestSeveralBadValuesOneLineEach(t *testing.T) {
 	), "config")
 	want := []string{
 		`replicar: REPLICAR_ACKS="0": want a whole number from 1 to 63`,
-		`replicar: REPLICAR_LEASE_TTL="1ms": want a duration ≥ 500ms`,
+		`replicar: REPLICAR_LEASE_TTL="1ms": want a duration ≥ 1s`,
 		`replicar: REPLICAR_FSYNC="sometimes": want one of always, everysec, no`,
 		`replicar: REPLICAR_MYSQL_FORMAT="mixed": want one of row, statement`,
 	}
