@@ -80,8 +80,9 @@ func NewNemesis(c *Topology, cfg NemesisConfig) *Nemesis {
 }
 
 // schedule is the deck of faults the nemesis deals from, in a new random
-// order each time round, so that even a short run sees every kind. Most
-// aim at the leader, the interesting target.
+// order each time round, so that a run long enough for one round (nine
+// faults) sees every kind, and a shorter one no kind twice. Most aim at the
+// leader, the interesting target.
 var schedule = []struct {
 	kind   string
 	leader bool

@@ -285,6 +285,14 @@ func Run(t *testing.T, cfg Config) Report {
 	rep.RegOps = rep.RegWritesOK + rep.RegWritesUnknown + rep.RegWritesNotExecuted + rep.RegReadsOK + rep.RegReadsFailed
 
 	var problems []string
+	// A run whose faults were never dealt, or failed to take effect, checked
+	// a quiet group: it must not pass as a chaos run.
+	if rep.FaultsTotal == 0 {
+		problems = append(problems, "no fault was injected")
+	}
+	if rep.FaultErrors > 0 {
+		problems = append(problems, fmt.Sprintf("%d faults could not be injected or healed (see the fault error lines)", rep.FaultErrors))
+	}
 	var info porcupine.LinearizationInfo
 	var ops []porcupine.Operation
 	if rep.Settled != "" {
