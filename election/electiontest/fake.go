@@ -213,7 +213,8 @@ func (f *Fake) Leader() election.LeaderInfo {
 
 // Expire makes the leader key expire now, as the server would after a TTL
 // without renewals; the holder's next renewal fails, so its lease is lost
-// at once with ErrLeaseLost. The next leader waits out a TTL.
+// at once with ErrLeaseLost. The next leader waits out a TTL, as a real
+// candidate does when it did not see the holder's last renewal.
 func (f *Fake) Expire() {
 	f.mu.Lock()
 	defer f.mu.Unlock()

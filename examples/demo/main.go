@@ -37,7 +37,7 @@ func main() {
 	fs.StringVar(&o.bin, "bin", "bin/replicar", "the replicar binary")
 	fs.StringVar(&o.group, "group", "local", "REPLICAR_GROUP")
 	fs.StringVar(&o.policy, "policy", "quorum", "REPLICAR_ACK_POLICY: none, leader, one, quorum or all")
-	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Second, "REPLICAR_LEASE_TTL; a failover takes about two")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Second, "REPLICAR_LEASE_TTL; a failover takes about one")
 	fs.IntVar(&o.writers, "writers", 3, "clients writing at once")
 	fs.Float64Var(&o.rate, "rate", 1000, "writes per second over all clients, 0 for as fast as they go")
 	fs.DurationVar(&o.before, "before", 5*time.Second, "how long the workload runs before the leader is killed")

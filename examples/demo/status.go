@@ -197,9 +197,10 @@ func describe(st nodeStatus) string {
 		}
 		s += ")"
 		if st.State == "connecting" {
-			// A new leader streams to its followers but takes no write
-			// until the old leader's lease has run out.
-			s += ": waits out the old lease before it takes writes"
+			// A new leader that did not see the old leader's last renewal
+			// streams to its followers but takes no write until one TTL
+			// after its own win, when the old leader is surely fenced.
+			s += ": waits until the old leader is surely fenced before it takes writes"
 		}
 		return s
 	case "follower":
