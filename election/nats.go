@@ -191,8 +191,18 @@ func NewNATS(ctx context.Context, o Options) (*NATSElector, error) {
 			nc.Close()
 			return nil, err
 		}
+		// The client gives up for good on a server that refuses the
+		// credentials twice running; retrying would only say "connection
+		// closed" for ever, so the reason ends the start instead.
+		if nc.IsClosed() {
+			cause := nc.LastError()
+			if cause == nil {
+				cause = nats.ErrConnectionClosed
+			}
+			return nil, fmt.Errorf("connect nats %s: %w", redactURLs(o.URL), cause)
+		}
 		if try%10 == 0 {
-			e.log.Warn().Err(err).Str("url", redactURLs(o.URL)).Msg("open bucket, retrying")
+			e.log.Warn().Err(err).AnErr("nats_error", nc.LastError()).Str("url", redactURLs(o.URL)).Msg("open bucket, retrying")
 		}
 		select {
 		case <-ctx.Done():

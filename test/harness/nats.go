@@ -53,6 +53,7 @@ type NATS struct {
 type natsConfig struct {
 	config    []string
 	jetstream []string
+	probe     []nats.Option
 }
 
 // NATSOption configures StartNATS and StartNATSCluster.
@@ -62,6 +63,12 @@ type NATSOption func(*natsConfig)
 // for example "max_payload: 8MB".
 func NATSConfig(lines ...string) NATSOption {
 	return func(c *natsConfig) { c.config = append(c.config, lines...) }
+}
+
+// NATSProbeOptions are the connect options of the readiness probe, for a
+// server that refuses anonymous clients (credentials, for example).
+func NATSProbeOptions(opts ...nats.Option) NATSOption {
+	return func(c *natsConfig) { c.probe = append(c.probe, opts...) }
 }
 
 // NATSJetStreamConfig adds lines inside the jetstream block of the config
@@ -153,15 +160,15 @@ func (n *NATS) buildArgs() ([]string, error) {
 // accountInfo is the readiness check of a single server: a connection and a
 // JetStream account info request both succeed.
 func (n *NATS) accountInfo(ctx context.Context) error {
-	return jetStreamAccountInfo(ctx, n.URL)
+	return jetStreamAccountInfo(ctx, n.URL, n.cfg.probe...)
 }
 
-func jetStreamAccountInfo(ctx context.Context, url string) error {
+func jetStreamAccountInfo(ctx context.Context, url string, opts ...nats.Option) error {
 	timeout := time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	nc, err := nats.Connect(url, nats.Timeout(timeout), nats.NoReconnect())
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Timeout(timeout), nats.NoReconnect()}, opts...)...)
 	if err != nil {
 		return err
 	}
