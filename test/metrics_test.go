@@ -307,3 +307,49 @@ func atLeast(x float64) func(float64) bool { return func(v float64) bool { retur
 func between(lo, hi float64) func(float64) bool {
 	return func(v float64) bool { return v >= lo && v <= hi }
 }
+
+// A write sent to the store whose connection then breaks has an unknown
+// outcome: the client gets ERR backend unavailable saying it may have run,
+// the node logs it, and backend_errors_total{kind="write_unknown"} counts
+// it. The store is paused with the write in its socket, then killed.
+func TestWriteInFlightWhenStoreDies(t *testing.T) {
+	g := startProcGroup(t, 1, map[string]string{"REPLICAR_ACK_POLICY": "leader"})
+	g.waitLeader(t, 20*time.Second)
+	ctx := context.Background()
+	c := g.client(t, 0)
+	if err := c.Set(ctx, "before", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	kind := `replicar_backend_errors_total{kind="write_unknown"}`
+	if n := scrape(t, g.nodes[0].HTTP)[kind]; n != 0 {
+		t.Fatalf("%s = %v before any failure", kind, n)
+	}
+	if err := g.stores[0].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Set(ctx, "in-flight", "1", 0).Err() }()
+	time.Sleep(300 * time.Millisecond) // the SET is in the paused store's socket
+	select {
+	case err := <-done:
+		t.Fatalf("the SET to a paused store returned before the store died: %v", err)
+	default:
+	}
+	if err := g.stores[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the SET in flight got no reply after its store died")
+	}
+	if err == nil || !strings.HasPrefix(err.Error(), "ERR backend unavailable") {
+		t.Fatalf("SET in flight when the store died: %v, want ERR backend unavailable", err)
+	}
+	eventually(t, kind+" = 1", func() bool { return scrape(t, g.nodes[0].HTTP)[kind] == 1 })
+	if countLog(t, g.nodes[0], "write in flight") != 1 {
+		t.Fatalf("the node did not log the write of unknown outcome once:\n%s", g.nodes[0].LogTail(20))
+	}
+	t.Logf("client got: %v", err)
+}
