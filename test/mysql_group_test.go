@@ -637,44 +637,60 @@ func (l *appendLoad) check(t *testing.T, g *mysqlGroup, i int) time.Duration {
 	return time.Duration(l.firstAfter.Load() - l.markedAt.Load())
 }
 
-// A short sysbench oltp_write_only run (prepared statements, BEGIN and
-// COMMIT as prepared statements, several threads) through the leader's
-// proxy port leaves every backend equal.
+// sysbench oltp_write_only (prepared statements, BEGIN and COMMIT as
+// prepared statements, several threads) through the leader's proxy port,
+// at the same time as the mixed workload (transactions, prepared
+// statements, DDL, NOW(), AUTO_INCREMENT, multi-statements) through the
+// leader and a follower, in row and in statement mode: every backend ends
+// equal by CHECKSUM TABLE.
 func TestMySQLSysbenchWriteOnly(t *testing.T) {
 	harness.Require(t, "sysbench")
-	g := startMySQLGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2"})
-	leader := g.waitLeader(t, 30*time.Second)
-	if _, err := g.client(t, leader, "").Exec("CREATE DATABASE sbtest"); err != nil {
-		t.Fatal(err)
+	for _, format := range []string{"row", "statement"} {
+		t.Run(format, func(t *testing.T) {
+			g := startMySQLGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "all", "REPLICAR_MIN_INSYNC": "2",
+				"REPLICAR_MYSQL_FORMAT": format})
+			leader := g.waitLeader(t, 30*time.Second)
+			lc := g.client(t, leader, "")
+			if _, err := lc.Exec("CREATE DATABASE sbtest"); err != nil {
+				t.Fatal(err)
+			}
+			mysqlSchema(t, lc)
+			host, port, _ := strings.Cut(g.nodes[leader].Addr, ":")
+			sysbench := func(args ...string) string {
+				t.Helper()
+				base := []string{"--db-driver=mysql", "--mysql-host=" + host, "--mysql-port=" + port, "--mysql-user=root",
+					"--mysql-password=" + mysqlClientPassword, "--mysql-db=sbtest", "--tables=2", "--table-size=1000"}
+				cmd := exec.Command("sysbench", append(base, args...)...)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Errorf("sysbench %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				return string(out)
+			}
+			sysbench("oltp_write_only", "prepare")
+			load := startMySQLWorkloadMode(t, g, []int{leader, (leader + 1) % 3}, format == "statement")
+			out := sysbench("--threads=4", "--time=8", "--report-interval=0", "oltp_write_only", "run")
+			n := load.halt(t)
+			var summary []string
+			for _, line := range strings.Split(out, "\n") {
+				l := strings.TrimSpace(line)
+				if strings.HasPrefix(l, "transactions:") || strings.HasPrefix(l, "queries:") || strings.HasPrefix(l, "ignored errors:") ||
+					strings.HasPrefix(l, "95th percentile:") {
+					summary = append(summary, l)
+				}
+			}
+			t.Logf("sysbench oltp_write_only, 4 threads, 8s, through the leader (ack all, %s mode), with %d workload iterations alongside:\n%s",
+				format, n, strings.Join(summary, "\n"))
+			if !strings.Contains(out, "transactions:") {
+				t.Fatalf("sysbench printed no result:\n%s", out)
+			}
+			if n == 0 {
+				t.Fatal("the mixed workload acknowledged nothing while sysbench ran")
+			}
+			fp := g.sameData(t, leader, 30*time.Second)
+			t.Logf("%d tables equal on 3 backends", len(fp))
+		})
 	}
-	host, port, _ := strings.Cut(g.nodes[leader].Addr, ":")
-	sysbench := func(args ...string) string {
-		t.Helper()
-		base := []string{"--db-driver=mysql", "--mysql-host=" + host, "--mysql-port=" + port, "--mysql-user=root",
-			"--mysql-password=" + mysqlClientPassword, "--mysql-db=sbtest", "--tables=2", "--table-size=1000"}
-		cmd := exec.Command("sysbench", append(base, args...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("sysbench %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	sysbench("oltp_write_only", "prepare")
-	out := sysbench("--threads=4", "--time=8", "--report-interval=0", "oltp_write_only", "run")
-	var summary []string
-	for _, line := range strings.Split(out, "\n") {
-		l := strings.TrimSpace(line)
-		if strings.HasPrefix(l, "transactions:") || strings.HasPrefix(l, "queries:") || strings.HasPrefix(l, "ignored errors:") ||
-			strings.HasPrefix(l, "95th percentile:") {
-			summary = append(summary, l)
-		}
-	}
-	t.Logf("sysbench oltp_write_only, 4 threads, 8s, through the leader (ack all):\n%s", strings.Join(summary, "\n"))
-	if !strings.Contains(out, "transactions:") {
-		t.Fatalf("sysbench printed no result:\n%s", out)
-	}
-	fp := g.sameData(t, leader, 30*time.Second)
-	t.Logf("%d tables equal on 3 backends", len(fp))
 }
 
 // A node refuses, at start, a backend that row capture cannot use, and

@@ -42,7 +42,21 @@ func (t sqlTok) punct(c byte) bool { return t.kind == tkPunct && len(t.text) == 
 // executable comments (/*! … */, /*M! … */), which the server runs. With
 // backslashEscapes a backslash escapes the next byte in strings.
 func sqlScan(q string, backslashEscapes bool) []sqlTok {
+	toks, _ := sqlScanSpans(q, backslashEscapes)
+	return toks
+}
+
+// execSpan is the byte range of an executable comment, from its "/*!" to
+// the end of its "*/" (or of the text, when it is not closed).
+type execSpan struct{ pos, end int }
+
+// sqlScanSpans is sqlScan that also returns the executable comments' spans,
+// so that a statement cut from the text keeps the comment's delimiters
+// around the tokens it takes from inside one.
+func sqlScanSpans(q string, backslashEscapes bool) ([]sqlTok, []execSpan) {
 	var toks []sqlTok
+	var spans []execSpan
+	open := -1 // start of the executable comment being scanned
 	n := len(q)
 	space := false
 	emit := func(t sqlTok) {
@@ -65,10 +79,12 @@ func sqlScan(q string, backslashEscapes bool) []sqlTok {
 		case c == '/' && i+1 < n && q[i+1] == '*':
 			space = true
 			if i+2 < n && q[i+2] == '!' {
+				open = i
 				i = skipDigits(q, i+3)
 				continue
 			}
 			if i+3 < n && (q[i+2] == 'M' || q[i+2] == 'm') && q[i+3] == '!' {
+				open = i
 				i = skipDigits(q, i+4)
 				continue
 			}
@@ -82,6 +98,10 @@ func sqlScan(q string, backslashEscapes bool) []sqlTok {
 			// The end of an executable comment.
 			space = true
 			i += 2
+			if open >= 0 {
+				spans = append(spans, execSpan{open, i})
+				open = -1
+			}
 		case c == ';':
 			emit(sqlTok{kind: tkEnd, text: ";", pos: i, end: i + 1})
 			i++
@@ -112,7 +132,10 @@ func sqlScan(q string, backslashEscapes bool) []sqlTok {
 			i++
 		}
 	}
-	return toks
+	if open >= 0 {
+		spans = append(spans, execSpan{open, n})
+	}
+	return toks, spans
 }
 
 // scanVar reads a variable starting at q[i] == '@'.
@@ -169,6 +192,16 @@ func unquoteIdent(s string) string {
 	return strings.ReplaceAll(inner, string([]byte{quote, quote}), string(quote))
 }
 
+// hasEnd says whether a ';' that ends a statement lies inside sp.
+func hasEnd(toks []sqlTok, sp execSpan) bool {
+	for _, t := range toks {
+		if t.kind == tkEnd && t.pos > sp.pos && t.pos < sp.end {
+			return true
+		}
+	}
+	return false
+}
+
 // sqlPiece is one statement of a query.
 type sqlPiece struct {
 	text string
@@ -180,7 +213,7 @@ type sqlPiece struct {
 // END, IF … END IF outside a program) is one statement whatever ';' it
 // holds. Empty statements are left out.
 func splitStatements(q string, backslashEscapes bool) []sqlPiece {
-	toks := sqlScan(q, backslashEscapes)
+	toks, spans := sqlScanSpans(q, backslashEscapes)
 	var out []sqlPiece
 	start := 0 // index in toks of the statement's first token
 	depth := 0
@@ -188,12 +221,28 @@ func splitStatements(q string, backslashEscapes bool) []sqlPiece {
 	flush := func(endTok int) {
 		if endTok > start {
 			first, last := toks[start], toks[endTok-1]
-			text := q[first.pos:last.end]
+			from, to := first.pos, last.end
+			// A statement that starts or ends inside an executable
+			// comment ("CREATE TABLE t (…) /*! ENGINE = InnoDB */") keeps
+			// the comment's delimiters: cut at the tokens, the text would
+			// hold an unclosed "/*!" that the server cannot parse.
+			// (An executable comment holding a ';' is cut like the server
+			// cuts it, into statements left without the delimiters.)
+			for _, sp := range spans {
+				whole := !hasEnd(toks, sp)
+				if whole && sp.pos < from && from < sp.end {
+					from = sp.pos
+				}
+				if whole && sp.pos < to && to <= sp.end {
+					to = sp.end
+				}
+			}
+			text := q[from:to]
 			st := make([]sqlTok, endTok-start)
 			for k := range st {
 				t := toks[start+k]
-				t.pos -= first.pos
-				t.end -= first.pos
+				t.pos -= from
+				t.end -= from
 				st[k] = t
 			}
 			out = append(out, sqlPiece{text: text, toks: st})

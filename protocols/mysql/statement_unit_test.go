@@ -20,7 +20,14 @@ func TestSplitStatements(t *testing.T) {
 			[]string{"INSERT INTO t VALUES ('a;b')", "UPDATE t SET v = \"x;\"", "DELETE FROM t"}},
 		{"SELECT 1 /* ; */; SELECT `a;b` FROM t # ;\n", []string{"SELECT 1", "SELECT `a;b` FROM t"}},
 		{";;", nil},
-		{"/*!40101 SET NAMES utf8 */; SELECT 2", []string{"SET NAMES utf8", "SELECT 2"}},
+		{"/*!40101 SET NAMES utf8 */; SELECT 2", []string{"/*!40101 SET NAMES utf8 */", "SELECT 2"}},
+		// sysbench's CREATE TABLE: the statement ends inside an executable
+		// comment, whose "*/" it must keep.
+		{"CREATE TABLE sbtest1(id INTEGER NOT NULL, PRIMARY KEY (id)) /*! ENGINE = innodb */ ",
+			[]string{"CREATE TABLE sbtest1(id INTEGER NOT NULL, PRIMARY KEY (id)) /*! ENGINE = innodb */"}},
+		{"CREATE TABLE t (a INT) /*!50100 ENGINE = InnoDB */; /*M!100100 SELECT 1 */",
+			[]string{"CREATE TABLE t (a INT) /*!50100 ENGINE = InnoDB */", "/*M!100100 SELECT 1 */"}},
+		{"/*!40101 SET @a = 1; SET @b = 2 */", []string{"SET @a = 1", "SET @b = 2"}},
 		{"CREATE PROCEDURE p() BEGIN INSERT INTO t VALUES (1); IF x THEN SELECT 1; END IF; CASE y WHEN 1 THEN DO 1; END CASE; END; SELECT 3",
 			[]string{"CREATE PROCEDURE p() BEGIN INSERT INTO t VALUES (1); IF x THEN SELECT 1; END IF; CASE y WHEN 1 THEN DO 1; END CASE; END", "SELECT 3"}},
 		{"CREATE DEFINER=`u`@`%` TRIGGER tr BEFORE INSERT ON t FOR EACH ROW BEGIN SET NEW.a = IF(NEW.b, 1, 2); END; INSERT INTO t VALUES (1)",
