@@ -253,7 +253,15 @@ func TestMySQLGroupWorkload(t *testing.T) {
 // whose backend was wiped, with the other follower down too, gets its copy
 // from the leader; the other then resumes. Every backend ends equal.
 func TestMySQLFollowerResync(t *testing.T) {
-	g := startMySQLGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "quorum", "REPLICAR_BACKLOG_BYTES": "1mb"})
+	for _, format := range []string{"row", "statement"} {
+		t.Run(format, func(t *testing.T) { testMySQLFollowerResync(t, format) })
+	}
+}
+
+func testMySQLFollowerResync(t *testing.T, format string) {
+	statement := format == "statement"
+	g := startMySQLGroup(t, 3, map[string]string{"REPLICAR_ACK_POLICY": "quorum", "REPLICAR_BACKLOG_BYTES": "1mb",
+		"REPLICAR_MYSQL_FORMAT": format})
 	leader := g.waitLeader(t, 30*time.Second)
 	lc := g.client(t, leader, "")
 	mysqlSchema(t, lc)
@@ -263,7 +271,7 @@ func TestMySQLFollowerResync(t *testing.T) {
 	f1, f2 := (leader+1)%3, (leader+2)%3
 
 	// SIGKILL of a follower under load: it resumes.
-	load := startMySQLWorkload(t, g, []int{leader, leader, leader})
+	load := startMySQLWorkloadMode(t, g, []int{leader, leader, leader}, statement)
 	time.Sleep(time.Second)
 	if err := g.nodes[f1].Kill(); err != nil {
 		t.Fatal(err)
@@ -289,12 +297,23 @@ func TestMySQLFollowerResync(t *testing.T) {
 	if err := g.nodes[f1].Kill(); err != nil {
 		t.Fatal(err)
 	}
+	// Literal rows, so that the backlog overflows in statement mode too,
+	// where an entry is the statement's text rather than its rows.
+	pad := strings.Repeat("x", 1000)
 	for i := range 6 {
-		if _, err := lc.Exec("INSERT INTO app.bulk SELECT seq + ?, REPEAT('x', 1000) FROM mysql.seq_1_to_250", i*1000); err != nil {
+		var q strings.Builder
+		q.WriteString("INSERT INTO app.bulk VALUES ")
+		for j := range 250 {
+			if j > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "(%d, '%s')", i*1000+j, pad)
+		}
+		if _, err := lc.Exec(q.String()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	load = startMySQLWorkload(t, g, []int{leader, leader})
+	load = startMySQLWorkloadMode(t, g, []int{leader, leader}, statement)
 	time.Sleep(300 * time.Millisecond)
 	if err := g.nodes[f1].Start(); err != nil {
 		t.Fatal(err)
@@ -333,9 +352,10 @@ func TestMySQLFollowerResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader = g.waitLeader(t, 30*time.Second)
-	n = runMySQLWorkload(t, g, []int{leader, leader}, time.Second)
+	n = runMySQLWorkloadMode(t, g, []int{leader, leader}, time.Second, statement)
 	fp := g.sameData(t, leader, 30*time.Second)
 	t.Logf("wiped follower: full resync from the leader; then %d iterations; %d tables equal on 3 backends", n, len(fp))
+
 }
 
 // waitLog waits until node i's log holds s.
