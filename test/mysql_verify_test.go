@@ -23,10 +23,15 @@ import (
 // settles, every bank snapshot read through the proxies must show the
 // same total, and CHECKSUM TABLE must be equal across the backends.
 func TestMySQLVerifyShort(t *testing.T) {
-	for _, policy := range []string{"all", "quorum"} {
-		t.Run(policy, func(t *testing.T) { mysqlVerify(t, policy) })
+	for _, run := range mysqlVerifyRuns {
+		t.Run(run.policy+"-"+run.format, func(t *testing.T) { mysqlVerify(t, run.policy, run.format) })
 	}
 }
+
+// mysqlVerifyRuns are the policies and capture formats the verification
+// runs cover: both strict policies in row mode (the default), and
+// statement mode under quorum.
+var mysqlVerifyRuns = []struct{ policy, format string }{{"all", "row"}, {"quorum", "row"}, {"quorum", "statement"}}
 
 // bankReader reads the bank's total through pools until stopped; any read
 // that succeeds must show the initial total, since every transfer moves
@@ -87,9 +92,10 @@ type mysqlRun struct {
 
 // startMySQLRun starts three nodes under policy (MIN_INSYNC=2), a router,
 // and the append, bank and bank-reader workloads through every client port.
-func startMySQLRun(t *testing.T, policy string) *mysqlRun {
+func startMySQLRun(t *testing.T, policy, format string) *mysqlRun {
 	r := &mysqlRun{start: time.Now()}
-	r.g, r.tp = startMySQLTopology(t, 3, map[string]string{"REPLICAR_ACK_POLICY": policy, "REPLICAR_MIN_INSYNC": "2"})
+	r.g, r.tp = startMySQLTopology(t, 3, map[string]string{"REPLICAR_ACK_POLICY": policy, "REPLICAR_MIN_INSYNC": "2",
+		"REPLICAR_MYSQL_FORMAT": format})
 	g := r.g
 	r.leader = g.waitLeader(t, 30*time.Second)
 	createIDs(t, g, r.leader)
@@ -142,8 +148,8 @@ func (r *mysqlRun) finish(t *testing.T, policy string, faults int) {
 		policy, faults, acked, r.load.failed.Load(), r.bank.committed.Load(), r.bank.failed.Load(), final+1, time.Since(r.start).Round(time.Second))
 }
 
-func mysqlVerify(t *testing.T, policy string) {
-	r := startMySQLRun(t, policy)
+func mysqlVerify(t *testing.T, policy, format string) {
+	r := startMySQLRun(t, policy, format)
 	g, leader := r.g, r.leader
 	natsLinks := r.tp.NATSLinks
 	var faults []string
@@ -215,13 +221,13 @@ func TestMySQLChaos(t *testing.T) {
 	}
 	seed := verify.Seed(t)
 	t.Logf("seed %d (REPLICAR_VERIFY_SEED repeats the nemesis' choices), %v per policy", seed, d)
-	for _, policy := range []string{"all", "quorum"} {
-		t.Run(policy, func(t *testing.T) { mysqlChaos(t, policy, d, seed) })
+	for _, run := range mysqlVerifyRuns {
+		t.Run(run.policy+"-"+run.format, func(t *testing.T) { mysqlChaos(t, run.policy, run.format, d, seed) })
 	}
 }
 
-func mysqlChaos(t *testing.T, policy string, d time.Duration, seed int64) {
-	r := startMySQLRun(t, policy)
+func mysqlChaos(t *testing.T, policy, format string, d time.Duration, seed int64) {
+	r := startMySQLRun(t, policy, format)
 	time.Sleep(2 * time.Second)
 	nem := verify.NewNemesis(r.tp, verify.NemesisConfig{Seed: seed, QuietMin: time.Second, QuietMax: 3 * time.Second,
 		HoldMin: 1500 * time.Millisecond, HoldMax: 5 * time.Second, PauseMin: 1500 * time.Millisecond})
