@@ -131,7 +131,9 @@
 // UPDATE on a table with more than one unique key; INSERTs into a table
 // whose AUTO_INCREMENT column is not the first of its primary key, or
 // that leave a column to a non-deterministic default; writes to a table
-// with a trigger that inserts into an AUTO_INCREMENT table; INSERT
+// with a trigger that inserts into an AUTO_INCREMENT table, or whose
+// trigger for the statement's event (INSERT, UPDATE, DELETE) calls an
+// unsafe function such as UUID() in its body; INSERT
 // DELAYED; stored functions not declared DETERMINISTIC, NO SQL or READS
 // SQL DATA, and loadable functions, in logged statements; CALL of a
 // procedure not declared READS SQL DATA or NO SQL; writes at READ
@@ -142,7 +144,8 @@
 // calls a stored function that may write is logged as a write.
 //
 // What a token-level reading cannot see is not covered: statements run
-// inside stored functions and triggers (a function's DETERMINISTIC
+// inside stored functions, and in triggers beyond the unsafe calls and
+// AUTO_INCREMENT inserts above (a function's DETERMINISTIC
 // declaration is trusted, as MySQL trusts it); the base tables of a view
 // written to; the targets of a multi-table DELETE after the first;
 // session variables other than those listed above (div_precision_increment,

@@ -775,6 +775,11 @@ func (s *session) writeCheck(info *stmtInfo) (why string, exclusive bool, err er
 		case insert && ti.autoIncNotFirst:
 			return fmt.Sprintf("%s has an AUTO_INCREMENT column that is not the first column of its primary key", ref), false, nil
 		}
+		for _, event := range info.triggerEvents() {
+			if why, ok := ti.unsafeTriggers[event]; ok {
+				return why, false, nil
+			}
+		}
 		for _, tr := range ti.triggerInserts {
 			tt, err := s.srv.stmt.meta.table(tr, tr.schema, s.metaQuery)
 			if err != nil {

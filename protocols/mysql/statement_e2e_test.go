@@ -540,6 +540,8 @@ func TestStatementModeRefusals(t *testing.T) {
 		"CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, what INT)",
 		"CREATE TABLE trig (id INT PRIMARY KEY)",
 		"CREATE TRIGGER trig_ai AFTER INSERT ON trig FOR EACH ROW INSERT INTO audit (what) VALUES (NEW.id)",
+		"CREATE TABLE tu (id INT PRIMARY KEY, tag CHAR(36), v INT)",
+		"CREATE TRIGGER tu_bi BEFORE INSERT ON tu FOR EACH ROW SET NEW.tag = UUID()",
 		"CREATE TABLE m (id INT PRIMARY KEY, v INT) ENGINE=MyISAM",
 		"CREATE TABLE fw_log (id INT PRIMARY KEY, v INT)",
 		"CREATE FUNCTION fw(x INT) RETURNS INT DETERMINISTIC MODIFIES SQL DATA BEGIN INSERT INTO fw_log VALUES (x, x * 2); RETURN x; END",
@@ -554,6 +556,7 @@ func TestStatementModeRefusals(t *testing.T) {
 		"INSERT INTO ai (v) SELECT v FROM src",
 		"INSERT INTO dflt (id) VALUES (1)",
 		"INSERT INTO trig VALUES (1)",
+		"INSERT INTO tu (id, v) VALUES (1, 1)", // its trigger calls UUID()
 		"SELECT fnd(7)",
 		"INSERT INTO u1 VALUES (fnd(8), 1)",
 		"CALL p_write()",
@@ -577,6 +580,7 @@ func TestStatementModeRefusals(t *testing.T) {
 		"INSERT INTO ai (v) SELECT v FROM src ORDER BY v",
 		"INSERT INTO dflt (id, u) VALUES (1, 'given')",
 		"UPDATE u1 SET b = b * 10 ORDER BY id LIMIT 1",
+		"UPDATE tu SET v = 2 WHERE id = 1", // tu has no UPDATE trigger
 		"INSERT INTO m VALUES (1, 1), (2, 2)",
 		"UPDATE m SET v = v + 1",
 		"SELECT fw(5)",
@@ -633,7 +637,7 @@ func TestStatementModeRefusals(t *testing.T) {
 	for q, want := range map[string]int{
 		"SELECT COUNT(*) FROM u1 WHERE id IN (21, 30, 31, 50, 98, 99, 100, 101, 102, 103)": 0,
 		"SELECT b FROM u1 WHERE id = 51": 5, "SELECT b FROM u1 WHERE id = 60": 1,
-		"SELECT COUNT(*) FROM u2": 0, "SELECT COUNT(*) FROM trig": 0, "SELECT COUNT(*) FROM audit": 0,
+		"SELECT COUNT(*) FROM u2": 0, "SELECT COUNT(*) FROM trig": 0, "SELECT COUNT(*) FROM tu": 0, "SELECT COUNT(*) FROM audit": 0,
 		"SELECT COUNT(*) FROM src": 3, "SELECT COUNT(*) FROM fw_log": 2, "SELECT COUNT(*) FROM m": 2,
 		"SELECT COUNT(*) FROM ai": 3, "SELECT b FROM u1 WHERE id = 7": 1600000000, "SELECT b FROM u1 WHERE id = 10": 10,
 	} {

@@ -47,6 +47,11 @@ type tableInfo struct {
 	unsafeDefaults map[string]string
 	// triggerInserts are the tables the table's triggers insert into.
 	triggerInserts []tableRef
+	// unsafeTriggers maps an event (INSERT, UPDATE, DELETE) to why a
+	// trigger on it gives a different result on each server: its body
+	// calls a function such as UUID(), which the statement's own text
+	// does not show.
+	unsafeTriggers map[string]string
 }
 
 // stmtMeta caches server metadata for the sessions of one Server.
@@ -250,13 +255,23 @@ func readTableInfo(schema, name string, query querier) (tableInfo, error) {
 			ti.unsafeDefaults["\x00"+col] = fmt.Sprintf("column %s of %s.%s is generated with %s", d[0], schema, name, why)
 		}
 	}
-	trig, err := query("SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=" + sqlQuote(schema) + " AND EVENT_OBJECT_TABLE=" + sqlQuote(name))
+	trig, err := query("SELECT ACTION_STATEMENT, EVENT_MANIPULATION, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=" + sqlQuote(schema) + " AND EVENT_OBJECT_TABLE=" + sqlQuote(name))
 	if err != nil {
 		return ti, fmt.Errorf("read triggers of %s.%s: %w", schema, name, err)
 	}
 	for _, t := range trig {
-		if len(t) > 0 {
-			ti.triggerInserts = append(ti.triggerInserts, insertTargets(t[0], schema)...)
+		if len(t) < 3 {
+			continue
+		}
+		ti.triggerInserts = append(ti.triggerInserts, insertTargets(t[0], schema)...)
+		if why := unsafeExpression(t[0]); why != "" {
+			if ti.unsafeTriggers == nil {
+				ti.unsafeTriggers = map[string]string{}
+			}
+			event := strings.ToUpper(t[1])
+			if _, seen := ti.unsafeTriggers[event]; !seen {
+				ti.unsafeTriggers[event] = fmt.Sprintf("trigger %s on %s of %s.%s calls %s, which gives each server its own value", t[2], event, schema, name, why)
+			}
 		}
 	}
 	return ti, nil

@@ -801,3 +801,24 @@ func hasOrderBy(body []sqlTok) bool {
 	}
 	return false
 }
+
+// triggerEvents are the trigger events a write may fire on its targets.
+// A statement whose kind is not known here may fire any of them.
+func (info *stmtInfo) triggerEvents() []string {
+	switch info.verb {
+	case "INSERT":
+		if info.onDupKey {
+			return []string{"INSERT", "UPDATE"}
+		}
+		return []string{"INSERT"}
+	case "REPLACE":
+		return []string{"INSERT", "DELETE"}
+	case "UPDATE":
+		return []string{"UPDATE"}
+	case "DELETE":
+		return []string{"DELETE"}
+	case "LOAD":
+		return []string{"INSERT", "UPDATE", "DELETE"}
+	}
+	return []string{"INSERT", "UPDATE", "DELETE"}
+}
