@@ -543,6 +543,7 @@ func TestStatementModeRefusals(t *testing.T) {
 		"CREATE TABLE tu (id INT PRIMARY KEY, tag CHAR(36), v INT)",
 		"CREATE TRIGGER tu_bi BEFORE INSERT ON tu FOR EACH ROW SET NEW.tag = UUID()",
 		"CREATE TABLE m (id INT PRIMARY KEY, v INT) ENGINE=MyISAM",
+		"CREATE TABLE grp (g INT, n INT AUTO_INCREMENT, PRIMARY KEY (g, n)) ENGINE=MyISAM",
 		"CREATE TABLE fw_log (id INT PRIMARY KEY, v INT)",
 		"CREATE FUNCTION fw(x INT) RETURNS INT DETERMINISTIC MODIFIES SQL DATA BEGIN INSERT INTO fw_log VALUES (x, x * 2); RETURN x; END",
 		"CREATE FUNCTION fnd(x INT) RETURNS INT NOT DETERMINISTIC MODIFIES SQL DATA BEGIN INSERT INTO fw_log VALUES (x, 0); RETURN x; END",
@@ -557,6 +558,7 @@ func TestStatementModeRefusals(t *testing.T) {
 		"INSERT INTO dflt (id) VALUES (1)",
 		"INSERT INTO trig VALUES (1)",
 		"INSERT INTO tu (id, v) VALUES (1, 1)", // its trigger calls UUID()
+		"INSERT INTO grp (g) VALUES (1)",       // AUTO_INCREMENT not first in the primary key
 		"SELECT fnd(7)",
 		"INSERT INTO u1 VALUES (fnd(8), 1)",
 		"CALL p_write()",
@@ -637,7 +639,7 @@ func TestStatementModeRefusals(t *testing.T) {
 	for q, want := range map[string]int{
 		"SELECT COUNT(*) FROM u1 WHERE id IN (21, 30, 31, 50, 98, 99, 100, 101, 102, 103)": 0,
 		"SELECT b FROM u1 WHERE id = 51": 5, "SELECT b FROM u1 WHERE id = 60": 1,
-		"SELECT COUNT(*) FROM u2": 0, "SELECT COUNT(*) FROM trig": 0, "SELECT COUNT(*) FROM tu": 0, "SELECT COUNT(*) FROM audit": 0,
+		"SELECT COUNT(*) FROM u2": 0, "SELECT COUNT(*) FROM trig": 0, "SELECT COUNT(*) FROM tu": 0, "SELECT COUNT(*) FROM grp": 0, "SELECT COUNT(*) FROM audit": 0,
 		"SELECT COUNT(*) FROM src": 3, "SELECT COUNT(*) FROM fw_log": 2, "SELECT COUNT(*) FROM m": 2,
 		"SELECT COUNT(*) FROM ai": 3, "SELECT b FROM u1 WHERE id = 7": 1600000000, "SELECT b FROM u1 WHERE id = 10": 10,
 	} {
