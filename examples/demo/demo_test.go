@@ -57,7 +57,7 @@ func TestSnapshotAndEvents(t *testing.T) {
 		up("n3", "follower", "streaming", "n2", 9, 100, 100)}
 	// n3's role and state did not change, only its leader: no event.
 	got := events(killed, elected)
-	want := []string{"n2 follower streaming → leader connecting (epoch 9, offset 100, ISR [n2 n3]): waits out the old lease before it takes writes"}
+	want := []string{"n2 follower streaming → leader connecting (epoch 9, offset 100, ISR [n2 n3]): waits until the old leader is surely fenced before it takes writes"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events after the election:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
