@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -228,8 +229,31 @@ func TestStatementModeSmoke(t *testing.T) {
 	if !isUnsafe(err) {
 		t.Fatalf("UUID(): %v", err)
 	}
+	// A parameter sent in COM_STMT_SEND_LONG_DATA chunks (the driver does
+	// so for a value over its max packet / parameter count) is logged with
+	// its whole value, bytes that are not UTF-8 included.
+	long := p.db(t, "app", func(c *gsql.Config) { c.MaxAllowedPacket = 4096 })
+	mustExec(t, db, "CREATE TABLE app.blobs (id INT PRIMARY KEY, b LONGBLOB, s MEDIUMTEXT)")
+	blob := make([]byte, 100<<10)
+	for i := range blob {
+		blob[i] = byte(i*7 + i>>8)
+	}
+	text := strings.Repeat("long data 'quoted' \\ ", 3000)
+	if _, err := long.ExecContext(ctx, "INSERT INTO blobs VALUES (?, ?, ?)", 1, blob, text); err != nil {
+		t.Fatalf("insert with long data: %v", err)
+	}
+	if _, err := long.ExecContext(ctx, "UPDATE blobs SET s = CONCAT(s, ?) WHERE id = ?", text, 1); err != nil {
+		t.Fatalf("update with long data: %v", err)
+	}
+	var got []byte
+	if err := primary.DB().QueryRowContext(ctx, "SELECT b FROM app.blobs WHERE id = 1").Scan(&got); err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("the primary's blob: %d bytes, %v (want %d)", len(got), err, len(blob))
+	}
 	replay(t, follower, p.log)
 	sameChecksums(t, primary, follower, "app")
+	if err := follower.DB().QueryRowContext(ctx, "SELECT b FROM app.blobs WHERE id = 1").Scan(&got); err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("the replayed blob: %d bytes, %v (want %d)", len(got), err, len(blob))
+	}
 }
 
 // retryable says a transaction failed on a deadlock or a lock wait, and
