@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -242,7 +243,64 @@ func TestMySQLGroupWorkload(t *testing.T) {
 			if off, _ := strconv.ParseUint(st["offset"], 10, 64); off < uint64(n) {
 				t.Fatalf("leader's offset %d below the %d transactions acknowledged", off, n)
 			}
+			if format == "row" && policy == "all" {
+				forwardedCancel(t, g, follower, leader)
+			}
 		})
+	}
+}
+
+// forwardedCancel cancels queries sent to a follower, which forwards them
+// to the leader: the client gets its context error at once, and the
+// statements running on the leader's backend are killed.
+func forwardedCancel(t *testing.T, g *mysqlGroup, follower, leader int) {
+	t.Helper()
+	db := g.client(t, follower, "")
+	sleeping := func() int {
+		var n int
+		if err := g.backend(leader).QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(31)%'").Scan(&n); err != nil {
+			return -1
+		}
+		return n
+	}
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
+		// The statement must be seen running on the leader's backend, or
+		// the check below would pass for a query that never got there.
+		seen := make(chan bool, 1)
+		go func() {
+			for ctx.Err() == nil {
+				if sleeping() > 0 {
+					seen <- true
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			seen <- false
+		}()
+		start := time.Now()
+		var x int
+		err := db.QueryRowContext(ctx, "SELECT SLEEP(31)").Scan(&x)
+		cancel()
+		if !<-seen {
+			t.Fatal("the query sent to the follower never ran on the leader's backend")
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a cancelled query through a follower: %v", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("cancellation through a follower took %v", d)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sleeping() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d cancelled queries still run on the leader's backend (-1: cannot ask it)", sleeping())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := db.Ping(); err != nil {
+		t.Fatalf("the follower after cancelled queries: %v", err)
 	}
 }
 
