@@ -1032,3 +1032,44 @@ func TestRESPReadFencedAcrossStepDown(t *testing.T) {
 		t.Fatalf("GET: %v, want TRYAGAIN", get.Err())
 	}
 }
+
+// A read-only MULTI … EXEC is fenced like a plain read: on a leader whose
+// write to the key is applied on the primary but not committed, the
+// transaction's reply must not show the write.
+func TestRESPReadOnlyMultiFenced(t *testing.T) {
+	backend := startRedis(t)
+	// Two followers in the ISR that never acknowledge: writes execute on
+	// the primary but never commit under quorum.
+	n := startRESPNode(t, backend.Addr, withPolicy(ackpolicy.QuorumAcks()), withGroupSize(3), withAckTimeout(2*time.Second))
+	n.Log.UpdateFollowers(ackpolicy.State{GroupSize: 3, Followers: []ackpolicy.Follower{
+		{ID: "n2", InSync: true}, {ID: "n3", InSync: true},
+	}})
+	ctx := context.Background()
+	writer := n.client(t, 0)
+	setDone := make(chan error, 1)
+	go func() { setDone <- writer.Set(ctx, "fence:tx", "dirty", 0).Err() }()
+	// The SET runs on the primary at once; wait until it has.
+	direct := redis.NewClient(&redis.Options{Addr: backend.Addr, Protocol: 2})
+	defer direct.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if v, _ := direct.Get(ctx, "fence:tx").Result(); v == "dirty" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the SET never reached the primary")
+		}
+	}
+	reader := n.client(t, 0)
+	var get *redis.StringCmd
+	_, err := reader.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, "fence:tx")
+		return nil
+	})
+	if err == nil && get.Val() == "dirty" {
+		t.Fatal("a read-only MULTI/EXEC showed a write that was never committed")
+	}
+	t.Logf("read-only transaction: %v (GET %q, %v)", err, get.Val(), get.Err())
+	if err := <-setDone; err == nil || !strings.Contains(err.Error(), "UNCOMMITTED") {
+		t.Fatalf("SET: %v, want UNCOMMITTED", err)
+	}
+}

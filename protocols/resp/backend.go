@@ -229,10 +229,22 @@ func (l *lane) serve(ctx context.Context, conn net.Conn, br *bufio.Reader, bw *b
 				j.sentWrites = countWrites(j)
 				l.srv.wseq.sent.Add(j.sentWrites)
 				j.exclusive(j)
+				l.decideFence(j)
 				l.release([]*job{j})
 			}
 			start = i + 1
 		}
+	}
+}
+
+// decideFence marks j's reads, which have just run on the primary, for
+// fencing. Any write sent so far may be visible to them. The decision is
+// taken now, when the reads ran: a node that stops leading before the
+// reply is written must still fence it (and then refuses it).
+func (l *lane) decideFence(j *job) {
+	if l.fwd == nil && hasReads(j) && l.srv.readFencing() {
+		j.fenced = true
+		j.readFence = l.srv.wseq.sent.Load()
 	}
 }
 
@@ -285,14 +297,7 @@ func (l *lane) exchange(br *bufio.Reader, bw *bufio.Writer, jobs []*job, peer st
 				return err
 			}
 		}
-		if l.fwd == nil && hasReads(j) && l.srv.readFencing() {
-			// Any write sent so far may be visible to these reads. The
-			// decision is taken now, when the reads ran: a node that
-			// stops leading before the reply is written must still
-			// fence it (and then refuses it).
-			j.fenced = true
-			j.readFence = l.srv.wseq.sent.Load()
-		}
+		l.decideFence(j)
 		if !l.ordered {
 			l.finish(j)
 		}

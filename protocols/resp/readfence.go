@@ -82,10 +82,14 @@ func countWrites(j *job) uint64 {
 	return n
 }
 
-// hasReads says whether j carries a read whose reply needs fencing.
+// hasReads says whether j carries a read whose reply needs fencing. A
+// MULTI … EXEC counts whatever it holds: its replies show the keys as the
+// primary had them, and one with no logged write would otherwise go out
+// at once, showing writes that are not committed.
 func hasReads(j *job) bool {
 	for i := range j.steps {
-		if j.steps[i].kind == stepRead && !j.steps[i].anyDB {
+		switch st := &j.steps[i]; {
+		case st.kind == stepRead && !st.anyDB, st.kind == stepTx:
 			return true
 		}
 	}

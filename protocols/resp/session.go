@@ -225,7 +225,8 @@ func (s *session) uncommitted(j *job, err error) {
 		switch {
 		case st.offset > 0:
 			out = appendError(out, msg)
-		case j.fenced && st.kind == stepRead && !st.anyDB && st.aside == nil:
+		case j.fenced && st.kind == stepRead && !st.anyDB && st.aside == nil,
+			j.fenced && st.kind == stepTx:
 			out = appendError(out, readNotCommittedMessage(err))
 		default:
 			out = append(out, j.out[st.replyStart:st.replyEnd]...)
