@@ -172,3 +172,67 @@ func TestForwardWaitsForLeader(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// SELECT inside a MULTI that a follower forwards is queued on the leader
+// with the transaction, as Redis does: once EXEC runs it, the connection's
+// later commands go to the selected database; an aborted EXEC (WATCH)
+// leaves the database as it was.
+func TestForwardSelectInsideMulti(t *testing.T) {
+	leaderStore := startRedis(t)
+	leader := startRESPNode(t, leaderStore.Addr)
+	follower := startRESPNode(t, startRedis(t).Addr)
+	follower.Srv.SetRoute(resp.Route{Mode: resp.RouteForward, Leader: leader.Addr})
+	ctx := context.Background()
+	db := func(n int) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: leaderStore.Addr, DB: n, Protocol: 2})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	conn := follower.client(t, 0).Conn()
+	defer conn.Close()
+	if _, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "sel:before", "db0", 0)
+		p.Select(ctx, 5)
+		p.Set(ctx, "sel:in", "db5", 0)
+		return nil
+	}); err != nil {
+		t.Fatalf("MULTI SET SELECT 5 SET EXEC through a follower: %v", err)
+	}
+	if err := conn.Set(ctx, "sel:after", "db5", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		db        int
+		key, want string
+	}{{0, "sel:before", "db0"}, {5, "sel:in", "db5"}, {5, "sel:after", "db5"}, {0, "sel:in", ""}, {0, "sel:after", ""}} {
+		if got, _ := db(c.db).Get(ctx, c.key).Result(); got != c.want {
+			t.Errorf("db %d %s = %q, want %q", c.db, c.key, got, c.want)
+		}
+	}
+
+	// An aborted transaction's SELECT does not take effect.
+	if err := conn.Do(ctx, "WATCH", "sel:w").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db(5).Set(ctx, "sel:w", "other", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Select(ctx, 7)
+		p.Set(ctx, "sel:w", "mine", 0)
+		return nil
+	})
+	if !errors.Is(err, redis.TxFailedErr) {
+		t.Fatalf("WATCHed MULTI with SELECT: want TxFailedErr, got %v", err)
+	}
+	if err := conn.Set(ctx, "sel:after-abort", "db5", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db(5).Get(ctx, "sel:after-abort").Result(); got != "db5" {
+		t.Fatalf("after an aborted EXEC with SELECT 7 the connection left db 5 (db5 holds %q)", got)
+	}
+	if n, _ := db(7).DBSize(ctx).Result(); n != 0 {
+		t.Fatalf("db 7 holds %d keys after an aborted transaction", n)
+	}
+}

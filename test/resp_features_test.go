@@ -1073,3 +1073,54 @@ func TestRESPReadOnlyMultiFenced(t *testing.T) {
 		t.Fatalf("SET: %v, want UNCOMMITTED", err)
 	}
 }
+
+// A SELECT queued in a WATCHed MULTI whose EXEC aborts does not run, so
+// the connection stays in its database: the same sequence against
+// redis-server and through the proxy puts the next write in the same db.
+func TestRESPAbortedExecKeepsDB(t *testing.T) {
+	ctx := context.Background()
+	landing := func(t *testing.T, addr string) int {
+		c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, PoolSize: 1})
+		defer c.Close()
+		conn := c.Conn()
+		defer conn.Close()
+		if err := conn.Select(ctx, 2).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Do(ctx, "WATCH", "w").Err(); err != nil {
+			t.Fatal(err)
+		}
+		other := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DB: 2})
+		defer other.Close()
+		if err := other.Set(ctx, "w", "changed", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Select(ctx, 7)
+			p.Set(ctx, "in-tx", "1", 0)
+			return nil
+		})
+		if !errors.Is(err, redis.TxFailedErr) {
+			t.Fatalf("EXEC after a watched key changed: %v, want it aborted", err)
+		}
+		if err := conn.Set(ctx, "after", "1", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for db := range 16 {
+			probe := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DB: db})
+			n, _ := probe.Exists(ctx, "after").Result()
+			probe.Close()
+			if n == 1 {
+				return db
+			}
+		}
+		t.Fatal("the write after the aborted EXEC is in no db")
+		return -1
+	}
+	direct := landing(t, startRedis(t).Addr)
+	n := startRESPNode(t, startRedis(t).Addr)
+	proxied := landing(t, n.Addr)
+	if direct != 2 || proxied != direct {
+		t.Fatalf("after an aborted EXEC with SELECT 7 the next write went to db %d through the proxy, db %d directly (want 2)", proxied, direct)
+	}
+}

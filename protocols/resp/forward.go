@@ -2,10 +2,12 @@ package resp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -408,7 +410,7 @@ func (s *session) forwardTxOpen() bool { return s.fwdTx }
 func (s *session) noteForwardTx(info *CommandInfo) {
 	switch info.Name {
 	case "multi":
-		s.fwdTx, s.fwdMulti = true, true
+		s.fwdTx, s.fwdMulti, s.fwdSelect = true, true, -1
 	case "watch":
 		s.fwdTx = true
 	case "exec", "discard":
@@ -432,11 +434,29 @@ func (s *session) routeToLeader(info *CommandInfo, class Class, args [][]byte, r
 			return false, false
 		case "select":
 			if s.fwdMulti {
-				s.localError("ERR replicar: SELECT inside MULTI is not supported through a node that does not lead; SELECT before MULTI")
+				// Queued on the leader with the transaction, as Redis
+				// queues it: it takes effect only if EXEC runs it.
+				if len(args) == 2 {
+					if n, err := strconv.Atoi(string(args[1])); err == nil && n >= 0 {
+						s.fwdSelect = n
+					}
+				}
+				s.forward(info, args)
 				return true, false
 			}
 			// Kept here and re-applied on the next forwarded command.
 			return false, false
+		case "exec":
+			if s.fwdMulti && s.fwdSelect >= 0 {
+				// The db of every later command depends on whether EXEC
+				// ran, so its reply is awaited before they are read.
+				n := s.fwdSelect
+				s.noteForwardTx(info)
+				s.forward(info, args)
+				s.cur.steps[len(s.cur.steps)-1].execSelect = n + 1
+				s.drain()
+				return true, false
+			}
 		}
 	} else if !needsLeader(class, rt, s.srv.Router()) {
 		return false, false
@@ -444,4 +464,10 @@ func (s *session) routeToLeader(info *CommandInfo, class Class, args [][]byte, r
 	s.noteForwardTx(info)
 	s.forward(info, args)
 	return true, false
+}
+
+// execRan says whether an EXEC reply is the transaction's results (an
+// array), rather than nil (a WATCHed key changed) or EXECABORT.
+func execRan(reply []byte) bool {
+	return len(reply) > 0 && reply[0] == '*' && !bytes.HasPrefix(reply, []byte("*-1"))
 }

@@ -53,6 +53,9 @@ type step struct {
 	// aside, for a read step sent only for the proxy's own use, receives
 	// its reply instead of the job's output, which the client gets.
 	aside *[]byte
+	// execSelect, on a forwarded EXEC whose MULTI queued a SELECT, is that
+	// db + 1: the session moves to it once the reply shows EXEC ran.
+	execSelect int
 }
 
 type job struct {

@@ -69,6 +69,9 @@ type session struct {
 	fwdLane         *lane
 	fwdStop         context.CancelFunc
 	fwdTx, fwdMulti bool
+	// fwdSelect is the db a SELECT queued in the forwarded MULTI switches
+	// to once EXEC runs it, or -1.
+	fwdSelect int
 
 	// keyIdx is scratch for the key positions of a command.
 	keyIdx []int
@@ -170,6 +173,11 @@ func (s *session) flushReplies(all bool) {
 			break
 		}
 		<-j.done
+		for k := range j.steps {
+			if st := &j.steps[k]; st.execSelect > 0 && execRan(j.out[st.replyStart:st.replyEnd]) {
+				s.db = st.execSelect - 1
+			}
+		}
 		if j.maxOffset > 0 {
 			if err := s.srv.core.WaitCommitted(s.ctx, j.maxOffset); err != nil {
 				s.uncommitted(j, err)
@@ -264,7 +272,7 @@ func detail(err error) string { return "(" + err.Error() + ")" }
 // cleanup releases the client's own backend connections (WATCH, pub/sub).
 func (s *session) cleanup() {
 	s.stopForward()
-	s.fwdTx, s.fwdMulti = false, false
+	s.fwdTx, s.fwdMulti, s.fwdSelect = false, false, -1
 	if s.watch != nil {
 		s.watch.close()
 		s.watch = nil

@@ -224,6 +224,12 @@ func (s *session) exec(ctx context.Context) {
 	s.dispatch()
 	j := newJob()
 	j.sess = s
+	if db != tx.db {
+		// A WATCHed transaction may not run, and then its SELECT does not
+		// either: the db of every later command waits for the outcome.
+		s.db = tx.db
+		st.execSelect = db + 1
+	}
 	j.steps = append(j.steps, st)
 	if writes {
 		j.writes = 1
@@ -231,6 +237,9 @@ func (s *session) exec(ctx context.Context) {
 	j.exclusive = func(j *job) { s.srv.execWatched(w, j) }
 	s.cur, s.curLane = j, s.srv.writer
 	s.dispatch()
+	if st.execSelect > 0 {
+		s.drain()
+	}
 }
 
 // execWatched runs a WATCHed transaction on the client's own connection. It
@@ -269,9 +278,10 @@ func (srv *Server) execWatched(w *watchState, j *job) {
 		fail(err)
 		return
 	}
-	w.db = st.txDB
 	switch {
 	case v.Kind == Array && len(v.Elems) == n:
+		// Only a transaction that ran ran its SELECTs.
+		w.db = st.txDB
 		j.out = AppendValue(j.out, TxReply(st.tx, v))
 		st.replyEnd = len(j.out)
 		cmds, err := TxEffect(st.tx, v)
