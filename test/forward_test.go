@@ -212,20 +212,7 @@ func TestForwardSelectInsideMulti(t *testing.T) {
 	}
 
 	// An aborted transaction's SELECT does not take effect.
-	if err := conn.Do(ctx, "WATCH", "sel:w").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := db(5).Set(ctx, "sel:w", "other", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Select(ctx, 7)
-		p.Set(ctx, "sel:w", "mine", 0)
-		return nil
-	})
-	if !errors.Is(err, redis.TxFailedErr) {
-		t.Fatalf("WATCHed MULTI with SELECT: want TxFailedErr, got %v", err)
-	}
+	abortedSelectTx(t, conn, db(5), "sel:w", 7)
 	if err := conn.Set(ctx, "sel:after-abort", "db5", 0).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -1087,22 +1087,9 @@ func TestRESPAbortedExecKeepsDB(t *testing.T) {
 		if err := conn.Select(ctx, 2).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.Do(ctx, "WATCH", "w").Err(); err != nil {
-			t.Fatal(err)
-		}
 		other := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DB: 2})
 		defer other.Close()
-		if err := other.Set(ctx, "w", "changed", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-		_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Select(ctx, 7)
-			p.Set(ctx, "in-tx", "1", 0)
-			return nil
-		})
-		if !errors.Is(err, redis.TxFailedErr) {
-			t.Fatalf("EXEC after a watched key changed: %v, want it aborted", err)
-		}
+		abortedSelectTx(t, conn, other, "w", 7)
 		if err := conn.Set(ctx, "after", "1", 0).Err(); err != nil {
 			t.Fatal(err)
 		}

@@ -218,3 +218,24 @@ func startRedis(t *testing.T, opts ...harness.RedisOption) *harness.Redis {
 }
 
 var _ = sync.Mutex{}
+
+// abortedSelectTx WATCHes key on conn, changes it through other, then runs
+// MULTI SELECT db SET key EXEC on conn, which must abort.
+func abortedSelectTx(t *testing.T, conn *redis.Conn, other *redis.Client, key string, db int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := conn.Do(ctx, "WATCH", key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Set(ctx, key, "changed", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Select(ctx, db)
+		p.Set(ctx, key, "mine", 0)
+		return nil
+	})
+	if !errors.Is(err, redis.TxFailedErr) {
+		t.Fatalf("EXEC after the watched %s changed: %v, want it aborted", key, err)
+	}
+}
