@@ -47,8 +47,12 @@ func sqlScan(q string, backslashEscapes bool) []sqlTok {
 }
 
 // execSpan is the byte range of an executable comment, from its "/*!" to
-// the end of its "*/" (or of the text, when it is not closed).
-type execSpan struct{ pos, end int }
+// the end of its "*/" (or of the text, when it is not closed). cut says a
+// ';' inside it ends a statement.
+type execSpan struct {
+	pos, end int
+	cut      bool
+}
 
 // sqlScanSpans is sqlScan that also returns the executable comments' spans,
 // so that a statement cut from the text keeps the comment's delimiters
@@ -57,6 +61,7 @@ func sqlScanSpans(q string, backslashEscapes bool) ([]sqlTok, []execSpan) {
 	var toks []sqlTok
 	var spans []execSpan
 	open := -1 // start of the executable comment being scanned
+	cut := false
 	n := len(q)
 	space := false
 	emit := func(t sqlTok) {
@@ -99,10 +104,11 @@ func sqlScanSpans(q string, backslashEscapes bool) ([]sqlTok, []execSpan) {
 			space = true
 			i += 2
 			if open >= 0 {
-				spans = append(spans, execSpan{open, i})
-				open = -1
+				spans = append(spans, execSpan{open, i, cut})
+				open, cut = -1, false
 			}
 		case c == ';':
+			cut = cut || open >= 0
 			emit(sqlTok{kind: tkEnd, text: ";", pos: i, end: i + 1})
 			i++
 		case c == '\'' || c == '"':
@@ -133,7 +139,7 @@ func sqlScanSpans(q string, backslashEscapes bool) ([]sqlTok, []execSpan) {
 		}
 	}
 	if open >= 0 {
-		spans = append(spans, execSpan{open, n})
+		spans = append(spans, execSpan{open, n, cut})
 	}
 	return toks, spans
 }
@@ -192,16 +198,6 @@ func unquoteIdent(s string) string {
 	return strings.ReplaceAll(inner, string([]byte{quote, quote}), string(quote))
 }
 
-// hasEnd says whether a ';' that ends a statement lies inside sp.
-func hasEnd(toks []sqlTok, sp execSpan) bool {
-	for _, t := range toks {
-		if t.kind == tkEnd && t.pos > sp.pos && t.pos < sp.end {
-			return true
-		}
-	}
-	return false
-}
-
 // sqlPiece is one statement of a query.
 type sqlPiece struct {
 	text string
@@ -229,11 +225,13 @@ func splitStatements(q string, backslashEscapes bool) []sqlPiece {
 			// (An executable comment holding a ';' is cut like the server
 			// cuts it, into statements left without the delimiters.)
 			for _, sp := range spans {
-				whole := !hasEnd(toks, sp)
-				if whole && sp.pos < from && from < sp.end {
+				if sp.cut {
+					continue
+				}
+				if sp.pos < from && from < sp.end {
 					from = sp.pos
 				}
-				if whole && sp.pos < to && to <= sp.end {
+				if sp.pos < to && to <= sp.end {
 					to = sp.end
 				}
 			}

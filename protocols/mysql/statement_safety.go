@@ -817,8 +817,6 @@ func (info *stmtInfo) triggerEvents() []string {
 		return []string{"UPDATE"}
 	case "DELETE":
 		return []string{"DELETE"}
-	case "LOAD":
-		return []string{"INSERT", "UPDATE", "DELETE"}
 	}
 	return []string{"INSERT", "UPDATE", "DELETE"}
 }
